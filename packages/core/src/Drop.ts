@@ -1,0 +1,110 @@
+/**
+ * A drop is a block of Python written inline with the `py` tagged template, sent
+ * whole to a worker and run there in one go. Interpolated values travel as data,
+ * bound to fresh names in Python; they are never spliced into the code.
+ *
+ * @since 0.1.0
+ */
+import type { Effect, Schema, Scope } from "effect"
+import type { ParseError } from "effect/ParseResult"
+import type { Handle } from "./Handle.js"
+import * as internal from "./internal/drop.js"
+import type { Python } from "./internal/service.js"
+import type { DropError } from "./PythonError.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const DropTypeId: typeof internal.DropTypeId = internal.DropTypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type DropTypeId = typeof DropTypeId
+
+/**
+ * What a drop runs: inline code (compiled once per call site and cached by hash in
+ * each worker) or a Python function named by its dotted path.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Source =
+  | {
+      readonly _tag: "Code"
+      /** The code with every slot replaced by `_sb_<i>`. */
+      readonly code: string
+      readonly hash: string
+      readonly firstLine: string
+      /** Where the template was written, when the stack told. */
+      readonly file: string | undefined
+      readonly line: number | undefined
+    }
+  | { readonly _tag: "Call"; readonly target: string }
+
+/**
+ * A drop is an Effect: yielding it runs it on a worker of the `Python` service and
+ * gives the result as plain data (`unknown`; use `returning` to decode it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Drop extends Effect.Effect<unknown, DropError, Python> {
+  readonly [DropTypeId]: DropTypeId
+  readonly source: Source
+  readonly args: ReadonlyArray<unknown>
+  readonly kwargs: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * Writes a drop. A top-level `return` gives the result; without one, the value of
+ * a final expression statement; otherwise `None`. Top-level `await` works.
+ *
+ * @example
+ * ```ts
+ * const total = py`return sum(${[1, 2, 3]})`.pipe(Drop.returning(Schema.Number))
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const py: (strings: TemplateStringsArray, ...values: Array<unknown>) => Drop = internal.py
+
+/**
+ * Decodes a drop's result with a Schema; a mismatch fails with the `ParseError`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const returning: {
+  <A, I, R>(schema: Schema.Schema<A, I, R>): (self: Drop) => Effect.Effect<A, DropError | ParseError, Python | R>
+  <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>): Effect.Effect<A, DropError | ParseError, Python | R>
+} = internal.returning
+
+/**
+ * Keeps a drop's result in the worker and gives a `Handle` to it, released when the
+ * enclosing `Scope` closes.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const handle: (self: Drop) => Effect.Effect<Handle, DropError, Python | Scope.Scope> = internal.handle
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isDrop: (u: unknown) => u is Drop = internal.isDrop
+
+/**
+ * The code a template compiles to, without running anything: the Python text with
+ * the slot names, its hash, and the values bound to the slots.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const compile = (self: Drop): { readonly source: Source; readonly args: ReadonlyArray<unknown> } => ({
+  source: self.source,
+  args: self.args
+})

@@ -1,0 +1,56 @@
+/**
+ * The platform seam: how a worker process is spawned and talked to. `@snakebridge/core`
+ * defines it; `@snakebridge/node` provides it.
+ *
+ * @since 0.1.0
+ */
+import type { Effect, Scope, Stream } from "effect"
+import { Context } from "effect"
+import type { WorkerStartupError } from "./PythonError.js"
+
+/**
+ * How a process ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExitStatus {
+  readonly code: number | null
+  readonly signal: string | null
+}
+
+/**
+ * A running worker process with its private channel open.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerProcess {
+  readonly pid: number
+  /** Queues bytes on the request channel; never blocks. */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void>
+  /** The reply channel as raw chunks; ends when the process closes it or dies. */
+  readonly replies: Stream.Stream<Uint8Array>
+  /** Waits for the process to exit. */
+  readonly exited: Effect.Effect<ExitStatus>
+  /** Sends a signal (no-op once exited). */
+  readonly kill: (signal: "SIGKILL" | "SIGTERM" | "SIGINT") => Effect.Effect<void>
+  /** The last few KiB the process wrote on stderr, for start-up diagnostics. */
+  readonly stderrTail: Effect.Effect<string>
+  /** The interpreter this process runs. */
+  readonly python: string
+}
+
+/**
+ * Spawns worker processes. Closing the scope of a spawn shuts the process down:
+ * EOF on its request channel, a grace period, then SIGKILL.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class WorkerSpawner extends Context.Tag("@snakebridge/core/WorkerSpawner")<
+  WorkerSpawner,
+  {
+    readonly spawn: (workerId: number) => Effect.Effect<WorkerProcess, WorkerStartupError, Scope.Scope>
+  }
+>() {}

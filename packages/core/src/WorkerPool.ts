@@ -1,0 +1,47 @@
+/**
+ * The supervised pool of Python workers behind the `Python` service.
+ *
+ * @since 0.1.0
+ */
+import { Duration, type Schedule } from "effect"
+import * as pool from "./internal/pool.js"
+import type { WorkerStartupError } from "./PythonError.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Worker processes. Default 1. */
+  readonly workers?: number
+  /** Requests in flight per worker (pipelined; each worker runs them in order). Default 1. */
+  readonly concurrency?: number
+  /**
+   * When a dead worker is started again, and how start-up failures are retried.
+   * When it gives up, the pool fails: waiting and later drops get the `WorkerStartupError`.
+   * Default: exponential from 100 ms, at most 5 s apart, 10 tries.
+   */
+  readonly restartSchedule?: Schedule.Schedule<unknown, WorkerStartupError>
+  /** Time a worker has to complete its handshake. Default 30 s. */
+  readonly startupTimeout?: Duration.DurationInput
+  /** Time an interrupted drop has to stop before its worker is killed and replaced. Default 2 s. */
+  readonly interruptGrace?: Duration.DurationInput
+  /** The largest frame accepted from a worker. Default 1 GiB. */
+  readonly maxFrameBytes?: number
+}
+
+/** @internal */
+export const resolve = (options: Options): pool.PoolOptions => ({
+  workers: Math.max(1, options.workers ?? 1),
+  concurrency: Math.max(1, options.concurrency ?? 1),
+  restartSchedule: options.restartSchedule ?? pool.defaultRestartSchedule,
+  connection: {
+    startupTimeout: options.startupTimeout === undefined
+      ? pool.defaultConnectionOptions.startupTimeout
+      : Duration.decode(options.startupTimeout),
+    interruptGrace: options.interruptGrace === undefined
+      ? pool.defaultConnectionOptions.interruptGrace
+      : Duration.decode(options.interruptGrace),
+    maxFrameBytes: options.maxFrameBytes ?? pool.defaultConnectionOptions.maxFrameBytes
+  }
+})

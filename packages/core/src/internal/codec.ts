@@ -1,0 +1,599 @@
+/**
+ * MessagePack with the extension types of PROTOCOL.md. Written here rather than
+ * taken from msgpackr because msgpackr registers extensions process-wide (they
+ * would clash with other users of msgpackr in the same process) and cannot name the
+ * path of a value that fails to encode.
+ */
+
+export const EXT_TIMESTAMP = -1
+export const EXT_BIGINT = 1
+export const EXT_SET = 2
+export const EXT_HANDLE = 3
+
+/** Thrown inside the encoder; turned into an `EncodeError` by the caller. */
+export class EncodeFailure {
+  constructor(
+    readonly path: ReadonlyArray<string | number>,
+    readonly detail: string
+  ) {}
+}
+
+/** Thrown inside the decoder; turned into a `ProtocolError` by the caller. */
+export class DecodeFailure {
+  constructor(readonly detail: string) {}
+}
+
+/**
+ * How the encoder recognises a handle: the Handle module registers a reader that
+ * returns the handle's registry id (and records the handle for affinity checks).
+ */
+export interface HandleSink {
+  readonly isHandle: (u: object) => boolean
+  readonly add: (u: object, path: ReadonlyArray<string | number>) => number
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder("utf-8", { fatal: false })
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
+
+/** A growable buffer that writes MessagePack. */
+export class Encoder {
+  buf: Uint8Array
+  view: DataView
+  pos = 0
+  private readonly path: Array<string | number> = []
+  private readonly ancestors = new Set<object>()
+
+  constructor(
+    initial = 256,
+    readonly handles?: HandleSink
+  ) {
+    this.buf = new Uint8Array(initial)
+    this.view = new DataView(this.buf.buffer)
+  }
+
+  /** The bytes written so far (a view, not a copy). */
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.pos)
+  }
+
+  reserve(n: number): void {
+    const need = this.pos + n
+    if (need <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < need) size *= 2
+    const next = new Uint8Array(size)
+    next.set(this.buf.subarray(0, this.pos))
+    this.buf = next
+    this.view = new DataView(next.buffer)
+  }
+
+  u8(b: number): void {
+    this.reserve(1)
+    this.buf[this.pos++] = b
+  }
+
+  u8u8(a: number, b: number): void {
+    this.reserve(2)
+    this.buf[this.pos++] = a
+    this.buf[this.pos++] = b
+  }
+
+  u8u16(a: number, b: number): void {
+    this.reserve(3)
+    this.buf[this.pos++] = a
+    this.view.setUint16(this.pos, b)
+    this.pos += 2
+  }
+
+  u8u32(a: number, b: number): void {
+    this.reserve(5)
+    this.buf[this.pos++] = a
+    this.view.setUint32(this.pos, b)
+    this.pos += 4
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.reserve(bytes.length)
+    this.buf.set(bytes, this.pos)
+    this.pos += bytes.length
+  }
+
+  nil(): void {
+    this.u8(0xc0)
+  }
+
+  int(n: number): void {
+    if (n >= 0) {
+      if (n < 0x80) this.u8(n)
+      else if (n < 0x100) this.u8u8(0xcc, n)
+      else if (n < 0x10000) this.u8u16(0xcd, n)
+      else if (n < 0x100000000) this.u8u32(0xce, n)
+      else this.uint64(BigInt(n))
+    } else {
+      if (n >= -32) this.u8(n & 0xff)
+      else if (n >= -0x80) this.u8u8(0xd0, n & 0xff)
+      else if (n >= -0x8000) {
+        this.reserve(3)
+        this.buf[this.pos++] = 0xd1
+        this.view.setInt16(this.pos, n)
+        this.pos += 2
+      } else if (n >= -0x80000000) {
+        this.reserve(5)
+        this.buf[this.pos++] = 0xd2
+        this.view.setInt32(this.pos, n)
+        this.pos += 4
+      } else this.int64(BigInt(n))
+    }
+  }
+
+  private uint64(n: bigint): void {
+    this.reserve(9)
+    this.buf[this.pos++] = 0xcf
+    this.view.setBigUint64(this.pos, n)
+    this.pos += 8
+  }
+
+  private int64(n: bigint): void {
+    this.reserve(9)
+    this.buf[this.pos++] = 0xd3
+    this.view.setBigInt64(this.pos, n)
+    this.pos += 8
+  }
+
+  float(n: number): void {
+    this.reserve(9)
+    this.buf[this.pos++] = 0xcb
+    this.view.setFloat64(this.pos, n)
+    this.pos += 8
+  }
+
+  number(n: number): void {
+    if (Number.isSafeInteger(n) && !Object.is(n, -0)) this.int(n)
+    else this.float(n)
+  }
+
+  bigint(n: bigint): void {
+    if (n >= INT64_MIN && n <= INT64_MAX) {
+      if (n >= -0x80000000n && n < 0x100000000n) this.int(Number(n))
+      else this.int64(n)
+    } else {
+      this.ext(EXT_BIGINT, textEncoder.encode(n.toString()))
+    }
+  }
+
+  str(s: string): void {
+    const len = s.length
+    if (len < 32) {
+      // Short strings: most keys and names. ASCII fast path, no TextEncoder call.
+      this.reserve(1 + len * 3)
+      const start = this.pos
+      let p = start + 1
+      let ascii = true
+      for (let i = 0; i < len; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) {
+          ascii = false
+          break
+        }
+        this.buf[p++] = c
+      }
+      if (ascii) {
+        this.buf[start] = 0xa0 | len
+        this.pos = p
+        return
+      }
+    }
+    // Worst case 3 bytes per UTF-16 unit; write after a 5-byte header, then move if shorter.
+    this.reserve(5 + len * 3)
+    const headerAt = this.pos
+    const { written } = textEncoder.encodeInto(s, this.buf.subarray(headerAt + 5))
+    const headerLen = written < 32 ? 1 : written < 0x100 ? 2 : written < 0x10000 ? 3 : 5
+    if (headerLen !== 5) this.buf.copyWithin(headerAt + headerLen, headerAt + 5, headerAt + 5 + written)
+    if (headerLen === 1) this.buf[headerAt] = 0xa0 | written
+    else if (headerLen === 2) {
+      this.buf[headerAt] = 0xd9
+      this.buf[headerAt + 1] = written
+    } else if (headerLen === 3) {
+      this.buf[headerAt] = 0xda
+      this.view.setUint16(headerAt + 1, written)
+    } else {
+      this.buf[headerAt] = 0xdb
+      this.view.setUint32(headerAt + 1, written)
+    }
+    this.pos = headerAt + headerLen + written
+  }
+
+  bin(bytes: Uint8Array): void {
+    const n = bytes.length
+    if (n < 0x100) this.u8u8(0xc4, n)
+    else if (n < 0x10000) this.u8u16(0xc5, n)
+    else this.u8u32(0xc6, n)
+    this.raw(bytes)
+  }
+
+  arrayHeader(n: number): void {
+    if (n < 16) this.u8(0x90 | n)
+    else if (n < 0x10000) this.u8u16(0xdc, n)
+    else this.u8u32(0xdd, n)
+  }
+
+  mapHeader(n: number): void {
+    if (n < 16) this.u8(0x80 | n)
+    else if (n < 0x10000) this.u8u16(0xde, n)
+    else this.u8u32(0xdf, n)
+  }
+
+  extHeader(type: number, n: number): void {
+    if (n === 1) this.u8(0xd4)
+    else if (n === 2) this.u8(0xd5)
+    else if (n === 4) this.u8(0xd6)
+    else if (n === 8) this.u8(0xd7)
+    else if (n === 16) this.u8(0xd8)
+    else if (n < 0x100) this.u8u8(0xc7, n)
+    else if (n < 0x10000) this.u8u16(0xc8, n)
+    else this.u8u32(0xc9, n)
+    this.u8(type & 0xff)
+  }
+
+  ext(type: number, payload: Uint8Array): void {
+    this.extHeader(type, payload.length)
+    this.raw(payload)
+  }
+
+  /** An extension whose payload is itself MessagePack, written in place. */
+  private nestedExt(type: number, write: () => void): void {
+    // ext32 header with a length patched afterwards.
+    this.reserve(6)
+    const at = this.pos
+    this.buf[at] = 0xc9
+    this.buf[at + 5] = type & 0xff
+    this.pos += 6
+    write()
+    this.view.setUint32(at + 1, this.pos - at - 6)
+  }
+
+  date(d: Date): void {
+    const ms = d.getTime()
+    if (Number.isNaN(ms)) throw new EncodeFailure([...this.path], "an invalid Date cannot cross")
+    const sec = Math.floor(ms / 1000)
+    const nsec = (ms - sec * 1000) * 1_000_000
+    this.extHeader(EXT_TIMESTAMP, 12)
+    this.reserve(12)
+    this.view.setUint32(this.pos, nsec)
+    this.view.setBigInt64(this.pos + 4, BigInt(sec))
+    this.pos += 12
+  }
+
+  /** Encodes any value of the mapping table, naming the path of what cannot cross. */
+  value(v: unknown): void {
+    switch (typeof v) {
+      case "number":
+        return this.number(v)
+      case "string":
+        return this.str(v)
+      case "boolean":
+        return this.u8(v ? 0xc3 : 0xc2)
+      case "undefined":
+        return this.nil()
+      case "bigint":
+        return this.bigint(v)
+      case "object":
+        if (v === null) return this.nil()
+        return this.object(v)
+      case "function":
+        throw new EncodeFailure([...this.path], `a function (${v.name || "anonymous"}) cannot cross to Python`)
+      case "symbol":
+        throw new EncodeFailure([...this.path], `a symbol (${String(v)}) cannot cross to Python`)
+    }
+  }
+
+  private object(v: object): void {
+    if (v instanceof Uint8Array && v.constructor === Uint8Array) return this.bin(v)
+    if (v instanceof Date) return this.date(v)
+    if (this.handles?.isHandle(v)) {
+      const id = this.handles.add(v, this.path)
+      this.nestedExt(EXT_HANDLE, () => this.int(id))
+      return
+    }
+    if (this.ancestors.has(v)) throw new EncodeFailure([...this.path], "a cycle cannot cross to Python")
+    this.ancestors.add(v)
+    const path = this.path
+    if (Array.isArray(v)) {
+      const n = v.length
+      this.arrayHeader(n)
+      for (let i = 0; i < n; i++) {
+        path.push(i)
+        this.value(v[i])
+        path.pop()
+      }
+    } else if (v instanceof Map) {
+      this.mapHeader(v.size)
+      for (const [k, x] of v) {
+        path.push(typeof k === "string" || typeof k === "number" ? k : String(k))
+        this.value(k)
+        this.value(x)
+        path.pop()
+      }
+    } else if (v instanceof Set) {
+      this.nestedExt(EXT_SET, () => {
+        this.arrayHeader(v.size)
+        let i = 0
+        for (const x of v) {
+          path.push(i++)
+          this.value(x)
+          path.pop()
+        }
+      })
+    } else {
+      const proto = Object.getPrototypeOf(v)
+      if (proto !== Object.prototype && proto !== null) {
+        const name = (v as { constructor?: { name?: string } }).constructor?.name ?? "unknown"
+        this.ancestors.delete(v)
+        throw new EncodeFailure([...path], `an instance of ${name} has no Python mapping`)
+      }
+      const keys = Object.keys(v)
+      this.mapHeader(keys.length)
+      for (const k of keys) {
+        path.push(k)
+        this.str(k)
+        this.value((v as Record<string, unknown>)[k])
+        path.pop()
+      }
+    }
+    this.ancestors.delete(v)
+  }
+}
+
+/** Reads MessagePack from one buffer. */
+export class Decoder {
+  pos = 0
+  private readonly view: DataView
+
+  constructor(readonly buf: Uint8Array) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new DecodeFailure("truncated MessagePack value")
+  }
+
+  private u8(): number {
+    this.need(1)
+    return this.buf[this.pos++]!
+  }
+
+  private u16(): number {
+    this.need(2)
+    const v = this.view.getUint16(this.pos)
+    this.pos += 2
+    return v
+  }
+
+  private u32(): number {
+    this.need(4)
+    const v = this.view.getUint32(this.pos)
+    this.pos += 4
+    return v
+  }
+
+  private bigToValue(n: bigint): number | bigint {
+    return n >= -9007199254740991n && n <= 9007199254740991n ? Number(n) : n
+  }
+
+  value(): unknown {
+    const b = this.u8()
+    if (b < 0x80) return b
+    if (b >= 0xe0) return b - 0x100
+    if (b <= 0x8f) return this.map(b & 0x0f)
+    if (b <= 0x9f) return this.array(b & 0x0f)
+    if (b <= 0xbf) return this.str(b & 0x1f)
+    switch (b) {
+      case 0xc0:
+        return null
+      case 0xc2:
+        return false
+      case 0xc3:
+        return true
+      case 0xc4:
+        return this.bin(this.u8())
+      case 0xc5:
+        return this.bin(this.u16())
+      case 0xc6:
+        return this.bin(this.u32())
+      case 0xc7:
+        return this.ext(this.u8())
+      case 0xc8:
+        return this.ext(this.u16())
+      case 0xc9:
+        return this.ext(this.u32())
+      case 0xca: {
+        this.need(4)
+        const v = this.view.getFloat32(this.pos)
+        this.pos += 4
+        return v
+      }
+      case 0xcb: {
+        this.need(8)
+        const v = this.view.getFloat64(this.pos)
+        this.pos += 8
+        return v
+      }
+      case 0xcc:
+        return this.u8()
+      case 0xcd:
+        return this.u16()
+      case 0xce:
+        return this.u32()
+      case 0xcf: {
+        this.need(8)
+        const v = this.view.getBigUint64(this.pos)
+        this.pos += 8
+        return this.bigToValue(v)
+      }
+      case 0xd0: {
+        this.need(1)
+        return this.view.getInt8(this.pos++)
+      }
+      case 0xd1: {
+        this.need(2)
+        const v = this.view.getInt16(this.pos)
+        this.pos += 2
+        return v
+      }
+      case 0xd2: {
+        this.need(4)
+        const v = this.view.getInt32(this.pos)
+        this.pos += 4
+        return v
+      }
+      case 0xd3: {
+        this.need(8)
+        const v = this.view.getBigInt64(this.pos)
+        this.pos += 8
+        return this.bigToValue(v)
+      }
+      case 0xd4:
+        return this.ext(1)
+      case 0xd5:
+        return this.ext(2)
+      case 0xd6:
+        return this.ext(4)
+      case 0xd7:
+        return this.ext(8)
+      case 0xd8:
+        return this.ext(16)
+      case 0xd9:
+        return this.str(this.u8())
+      case 0xda:
+        return this.str(this.u16())
+      case 0xdb:
+        return this.str(this.u32())
+      case 0xdc:
+        return this.array(this.u16())
+      case 0xdd:
+        return this.array(this.u32())
+      case 0xde:
+        return this.map(this.u16())
+      case 0xdf:
+        return this.map(this.u32())
+    }
+    throw new DecodeFailure(`invalid MessagePack type byte 0x${b.toString(16)}`)
+  }
+
+  private str(n: number): string {
+    this.need(n)
+    const start = this.pos
+    this.pos += n
+    if (n < 24) {
+      let s = ""
+      for (let i = start; i < start + n; i++) {
+        const c = this.buf[i]!
+        if (c >= 0x80) return textDecoder.decode(this.buf.subarray(start, start + n))
+        s += String.fromCharCode(c)
+      }
+      return s
+    }
+    return textDecoder.decode(this.buf.subarray(start, start + n))
+  }
+
+  private bin(n: number): Uint8Array {
+    this.need(n)
+    // A copy, so the value owns its memory and does not pin the whole frame.
+    const out = this.buf.slice(this.pos, this.pos + n)
+    this.pos += n
+    return out
+  }
+
+  private array(n: number): Array<unknown> {
+    // Each element takes at least one byte: a bogus count fails here, not in allocation.
+    this.need(n)
+    const out = new Array<unknown>(n)
+    for (let i = 0; i < n; i++) out[i] = this.value()
+    return out
+  }
+
+  private map(n: number): Record<string, unknown> | Map<unknown, unknown> {
+    this.need(n * 2)
+    const obj: Record<string, unknown> = {}
+    for (let i = 0; i < n; i++) {
+      const k = this.value()
+      if (typeof k !== "string") return this.mapFrom(obj, i, k, n)
+      const v = this.value()
+      if (k === "__proto__") Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true })
+      else obj[k] = v
+    }
+    return obj
+  }
+
+  /** A map with a non-string key becomes a Map, keeping the entries read so far. */
+  private mapFrom(obj: Record<string, unknown>, done: number, key: unknown, n: number): Map<unknown, unknown> {
+    const m = new Map<unknown, unknown>(Object.entries(obj))
+    m.set(key, this.value())
+    for (let i = done + 1; i < n; i++) {
+      const k = this.value()
+      m.set(k, this.value())
+    }
+    return m
+  }
+
+  private ext(n: number): unknown {
+    this.need(1 + n)
+    const type = this.view.getInt8(this.pos)
+    this.pos += 1
+    const start = this.pos
+    const end = start + n
+    switch (type) {
+      case EXT_TIMESTAMP: {
+        this.pos = end
+        return this.timestamp(start, n)
+      }
+      case EXT_BIGINT: {
+        this.pos = end
+        const text = textDecoder.decode(this.buf.subarray(start, end))
+        if (!/^-?\d+$/.test(text)) throw new DecodeFailure(`invalid bigint payload ${JSON.stringify(text)}`)
+        return this.bigToValue(BigInt(text))
+      }
+      case EXT_SET: {
+        const elements = this.value()
+        if (!Array.isArray(elements) || this.pos !== end) throw new DecodeFailure("invalid set payload")
+        return new Set(elements)
+      }
+    }
+    throw new DecodeFailure(`unknown extension type ${type}`)
+  }
+
+  private timestamp(at: number, n: number): Date {
+    let sec: number
+    let nsec: number
+    if (n === 4) {
+      sec = this.view.getUint32(at)
+      nsec = 0
+    } else if (n === 8) {
+      const hi = this.view.getUint32(at)
+      const lo = this.view.getUint32(at + 4)
+      nsec = hi >>> 2
+      sec = (hi & 0x3) * 0x100000000 + lo
+    } else if (n === 12) {
+      nsec = this.view.getUint32(at)
+      sec = Number(this.view.getBigInt64(at + 4))
+    } else throw new DecodeFailure(`invalid timestamp length ${n}`)
+    return new Date(sec * 1000 + Math.floor(nsec / 1_000_000))
+  }
+}
+
+/** Encodes one value into a fresh buffer. Throws `EncodeFailure`. */
+export const encode = (value: unknown, handles?: HandleSink): Uint8Array => {
+  const e = new Encoder(256, handles)
+  e.value(value)
+  return e.bytes()
+}
+
+/** Decodes exactly one value. Throws `DecodeFailure`. */
+export const decode = (bytes: Uint8Array): unknown => {
+  const d = new Decoder(bytes)
+  const v = d.value()
+  if (d.pos !== bytes.length) throw new DecodeFailure(`${bytes.length - d.pos} trailing bytes after the value`)
+  return v
+}

@@ -1,0 +1,229 @@
+import { Deferred, Duration, Effect, Exit, FiberId, Option, Queue, Scope, Stream } from "effect"
+import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
+import type { WorkerProcess } from "../Worker.js"
+import { DecodeFailure } from "./codec.js"
+import {
+  decodeMessage,
+  encodeCancel,
+  encodeRelease,
+  FrameDecoder,
+  type Hello,
+  PROTOCOL_VERSION,
+  type Reply
+} from "./protocol.js"
+
+export interface ConnectionOptions {
+  readonly startupTimeout: Duration.Duration
+  /** How long an interrupted request may take to stop before the worker is killed. */
+  readonly interruptGrace: Duration.Duration
+  readonly maxFrameBytes: number
+}
+
+export type ChannelError = WorkerLost | ProtocolError
+
+/**
+ * One worker process and its private channel: request/reply correlation, cancel,
+ * batched handle release, and the death of the process failing whatever is in
+ * flight.
+ */
+export interface Connection {
+  readonly workerId: number
+  readonly hello: Hello
+  readonly process: WorkerProcess
+  /** Code hashes this worker has compiled (as far as Node knows). */
+  readonly sentHashes: Set<string>
+  /** Live handles created on this worker and not yet released. */
+  liveHandles: number
+  readonly isAlive: () => boolean
+  /** Resolves with the failure that ended the connection. */
+  readonly death: Deferred.Deferred<ChannelError>
+  /**
+   * Sends a request frame and waits for its reply. Interrupting the wait cancels the
+   * request in Python; a worker that does not reply within the grace period is
+   * killed. `onLateOk` sees a success that arrived for an interrupted request.
+   */
+  readonly request: (
+    id: number,
+    frame: Uint8Array,
+    onLateOk?: (reply: Reply) => void
+  ) => Effect.Effect<Reply, ChannelError>
+  readonly release: (handleId: number) => void
+  readonly kill: (reason: string) => Effect.Effect<void>
+}
+
+const STALE_SET_LIMIT = 4096
+
+export const make = (
+  workerId: number,
+  proc: WorkerProcess,
+  options: ConnectionOptions
+): Effect.Effect<Connection, WorkerStartupError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const pending = new Map<number, Deferred.Deferred<Reply, ChannelError>>()
+    const death = yield* Deferred.make<ChannelError>()
+    const helloDeferred = yield* Deferred.make<Hello, ChannelError>()
+    const releases = yield* Queue.unbounded<number>()
+    const decoder = new FrameDecoder(options.maxFrameBytes)
+    let alive = true
+    let killReason: string | undefined
+
+    const die = (error: ChannelError) =>
+      Effect.suspend(() => {
+        if (!alive) return Effect.void
+        alive = false
+        const waiting = Array.from(pending.values())
+        pending.clear()
+        return Effect.forEach(waiting, (d) => Deferred.fail(d, error), { discard: true }).pipe(
+          Effect.zipRight(Deferred.fail(helloDeferred, error)),
+          Effect.zipRight(Deferred.succeed(death, error)),
+          Effect.zipRight(Effect.logDebug(error.message))
+        )
+      })
+
+    const lost = (reason: string) =>
+      proc.exited.pipe(
+        Effect.timeoutOption("2 seconds"),
+        Effect.map((status) =>
+          new WorkerLost({
+            workerId,
+            reason: killReason ?? reason,
+            exitCode: Option.getOrNull(Option.map(status, (s) => s.code)),
+            signal: Option.getOrNull(Option.map(status, (s) => s.signal))
+          })
+        )
+      )
+
+    const onMessage = (body: Uint8Array) => {
+      const msg = decodeMessage(body)
+      if (msg.t === "hello") {
+        Deferred.unsafeDone(helloDeferred, Exit.succeed(msg))
+        return
+      }
+      const d = pending.get(msg.id)
+      if (d !== undefined) {
+        pending.delete(msg.id)
+        Deferred.unsafeDone(d, Exit.succeed(msg))
+      }
+    }
+
+    // The read loop: every reply is routed to its waiter; the end of the channel,
+    // for whatever reason, fails everything still waiting.
+    yield* Stream.runForEach(proc.replies, (chunk) =>
+      Effect.try({
+        try: () => {
+          for (const body of decoder.push(chunk)) onMessage(body)
+        },
+        catch: (e) =>
+          new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) })
+      })
+    ).pipe(
+      Effect.matchEffect({
+        onFailure: (error) =>
+          Effect.logWarning(error.message).pipe(
+            Effect.zipRight(proc.kill("SIGKILL")),
+            Effect.zipRight(die(error))
+          ),
+        onSuccess: () => lost("the process closed its channel").pipe(Effect.flatMap(die))
+      }),
+      Effect.annotateLogs("workerId", workerId),
+      Effect.forkScoped
+    )
+
+    // Handle releases go out in batches: every id queued by the time the fiber runs.
+    yield* Queue.takeBetween(releases, 1, 4096).pipe(
+      Effect.flatMap((ids) => (alive ? proc.write(encodeRelease(Array.from(ids))) : Effect.void)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    yield* Scope.addFinalizer(yield* Effect.scope, Effect.suspend(() => die(new WorkerLost({ workerId, reason: killReason ?? "the worker was shut down" }))))
+
+    const hello = yield* Deferred.await(helloDeferred).pipe(
+      Effect.timeoutFail({
+        duration: options.startupTimeout,
+        onTimeout: () => "timeout" as const
+      }),
+      Effect.catchAll((e) =>
+        proc.stderrTail.pipe(
+          Effect.flatMap((stderr) =>
+            Effect.fail(
+              new WorkerStartupError({
+                reason: e === "timeout" ? "Timeout" : e._tag === "ProtocolError" ? "Handshake" : "Exited",
+                python: proc.python,
+                detail:
+                  e === "timeout"
+                    ? `no handshake within ${Duration.format(options.startupTimeout)}`
+                    : e.message,
+                stderr
+              })
+            )
+          )
+        )
+      )
+    )
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      return yield* Effect.fail(
+        new WorkerStartupError({
+          reason: "Handshake",
+          python: proc.python,
+          detail: `the worker speaks protocol ${hello.protocol}, this snakebridge speaks ${PROTOCOL_VERSION}`
+        })
+      )
+    }
+
+    const kill = (reason: string) =>
+      Effect.suspend(() => {
+        killReason ??= reason
+        return proc.kill("SIGKILL")
+      })
+
+    const cancel = (id: number, d: Deferred.Deferred<Reply, ChannelError>, onLateOk?: (reply: Reply) => void) =>
+      Effect.suspend(() => {
+        if (!alive) return Effect.void
+        return proc.write(encodeCancel(id)).pipe(
+          Effect.zipRight(Deferred.await(d)),
+          Effect.timeoutOption(options.interruptGrace),
+          Effect.matchEffect({
+            onFailure: () => Effect.void,
+            onSuccess: (reply) =>
+              Option.match(reply, {
+                onNone: () =>
+                  kill(`an interrupted request did not stop within ${Duration.format(options.interruptGrace)}`),
+                onSome: (r) => Effect.sync(() => r.t === "ok" && onLateOk?.(r))
+              })
+          })
+        )
+      })
+
+    const connection: Connection = {
+      workerId,
+      hello,
+      process: proc,
+      sentHashes: new Set(),
+      liveHandles: 0,
+      isAlive: () => alive,
+      death,
+      request: (id, frame, onLateOk) =>
+        Effect.suspend(() => {
+          if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
+          const d = Deferred.unsafeMake<Reply, ChannelError>(FiberId.none)
+          pending.set(id, d)
+          return proc.write(frame).pipe(
+            Effect.zipRight(Deferred.await(d)),
+            Effect.onInterrupt(() => cancel(id, d, onLateOk)),
+            Effect.ensuring(Effect.sync(() => pending.delete(id)))
+          )
+        }),
+      release: (handleId) => {
+        connection.liveHandles--
+        if (alive) Queue.unsafeOffer(releases, handleId)
+      },
+      kill
+    }
+    return connection
+  })
+
+/** Records that a worker has compiled `hash`; bounded so a program with endless distinct drops stays bounded. */
+export const rememberHash = (conn: Connection, hash: string): void => {
+  if (conn.sentHashes.size >= STALE_SET_LIMIT) conn.sentHashes.clear()
+  conn.sentHashes.add(hash)
+}

@@ -1,0 +1,110 @@
+import { Effect, Effectable, Predicate, Schema, type Scope } from "effect"
+import { dual } from "effect/Function"
+import type { ParseError } from "effect/ParseResult"
+import type { Drop, Source } from "../Drop.js"
+import type { Handle } from "../Handle.js"
+import { Python } from "./service.js"
+import type { DropError } from "../PythonError.js"
+
+export const DropTypeId: unique symbol = Symbol.for("@snakebridge/core/Drop")
+
+/** The name an interpolation slot gets in the worker: never a value, so nothing can be injected. */
+export const slotName = (i: number): string => `_sb_${i}`
+
+const templates = new WeakMap<TemplateStringsArray, Source>()
+
+export class DropImpl extends Effectable.Class<unknown, DropError, Python> implements Drop {
+  readonly [DropTypeId]: typeof DropTypeId = DropTypeId
+
+  constructor(
+    readonly source: Source,
+    readonly args: ReadonlyArray<unknown>,
+    readonly kwargs: Readonly<Record<string, unknown>> | undefined
+  ) {
+    super()
+  }
+
+  commit(): Effect.Effect<unknown, DropError, Python> {
+    return Effect.flatMap(Python, (python) => python.run(this))
+  }
+
+  override toString(): string {
+    return this.source._tag === "Code" ? `Drop(${this.source.hash}: ${this.source.firstLine})` : `Drop(call ${this.source.target})`
+  }
+}
+
+export const isDrop = (u: unknown): u is Drop => Predicate.hasProperty(u, DropTypeId)
+
+/** 64-bit FNV-1a over UTF-16 units, as 16 hex digits: identifies code text in a worker's cache. */
+export const hashCode = (text: string): string => {
+  let h1 = 0x811c9dc5
+  let h2 = 0x050c5d1f
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    h1 = Math.imul(h1 ^ c, 0x01000193)
+    h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h1 >>> 15)
+  }
+  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0") +
+    text.length.toString(16)
+}
+
+const FRAME = /\(?((?:file:\/\/)?[^()\s]+):(\d+):\d+\)?\s*$/
+
+/** The file and line of the code that called `py`, read from a stack trace once per template. */
+const callSite = (stack: string | undefined): { readonly file: string; readonly line: number } | undefined => {
+  const frame = stack?.split("\n")[2]
+  const m = frame === undefined ? null : FRAME.exec(frame)
+  if (m === null) return undefined
+  return { file: m[1]!.replace(/^file:\/\//, ""), line: Number(m[2]) }
+}
+
+/**
+ * Compiles a template once per call site: the raw text (Python escapes reach
+ * Python unchanged, as with `String.raw`) with every slot replaced by its name.
+ */
+export const compileTemplate = (strings: TemplateStringsArray, stack?: string): Source => {
+  let source = templates.get(strings)
+  if (source !== undefined) return source
+  const unescape = (s: string) => s.replace(/\\(`|\$\{)/g, "$1")
+  let code = unescape(strings.raw[0]!)
+  for (let i = 1; i < strings.raw.length; i++) code += slotName(i - 1) + unescape(strings.raw[i]!)
+  const site = callSite(stack)
+  source = {
+    _tag: "Code",
+    code,
+    hash: hashCode(code),
+    firstLine: code.split("\n").find((l) => l.trim() !== "")?.trim() ?? "",
+    file: site?.file,
+    line: site?.line
+  }
+  templates.set(strings, source)
+  return source
+}
+
+export const py = (strings: TemplateStringsArray, ...values: Array<unknown>): Drop => {
+  const source = templates.get(strings) ?? compileTemplate(strings, new Error().stack)
+  return new DropImpl(source, values, undefined)
+}
+
+export const call = (
+  target: string,
+  args: ReadonlyArray<unknown> = [],
+  kwargs: Readonly<Record<string, unknown>> = {}
+): Drop => new DropImpl({ _tag: "Call", target }, args, kwargs)
+
+/** Where the TypeScript source of a drop's `line` is, if the template's call site is known. */
+export const locate = (source: Source, line: number | undefined): string | undefined =>
+  source._tag === "Code" && source.file !== undefined && source.line !== undefined && line !== undefined
+    ? `${source.file}:${source.line + line - 1}`
+    : undefined
+
+export const returning: {
+  <A, I, R>(schema: Schema.Schema<A, I, R>): (self: Drop) => Effect.Effect<A, DropError | ParseError, Python | R>
+  <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>): Effect.Effect<A, DropError | ParseError, Python | R>
+} = dual(2, <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>) => {
+  const decode = Schema.decodeUnknown(schema)
+  return Effect.flatMap(self, (value) => decode(value))
+})
+
+export const handle = (self: Drop): Effect.Effect<Handle, DropError, Python | Scope.Scope> =>
+  Effect.flatMap(Python, (python) => python.handle(self))

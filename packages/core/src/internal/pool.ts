@@ -1,0 +1,132 @@
+import { Deferred, Duration, Effect, Option, Queue, Schedule, Scope } from "effect"
+import { WorkerStartupError } from "../PythonError.js"
+import { WorkerSpawner } from "../Worker.js"
+import * as Connection from "./connection.js"
+
+export interface PoolOptions {
+  /** Number of worker processes. */
+  readonly workers: number
+  /** Requests sent to one worker before it answers (pipelining). */
+  readonly concurrency: number
+  /** When a dead worker is restarted; start-up failures are retried on it too. */
+  readonly restartSchedule: Schedule.Schedule<unknown, WorkerStartupError>
+  readonly connection: Connection.ConnectionOptions
+}
+
+export interface Pool {
+  /** Runs `f` with a worker that has room, waiting while all are busy. */
+  readonly withWorker: <A, E, R>(
+    f: (conn: Connection.Connection) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | WorkerStartupError, R>
+  readonly connections: () => ReadonlyArray<Connection.Connection>
+}
+
+let nextWorkerId = 1
+
+/**
+ * A fixed number of supervised workers. Each slot is a fiber that starts a worker,
+ * offers its capacity, waits for its death and starts the next one on the restart
+ * schedule. Capacity is a queue of tokens: a token of a dead worker is discarded
+ * when taken, so a crash releases its slot without bookkeeping.
+ */
+export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupError, Scope.Scope | WorkerSpawner> =>
+  Effect.gen(function* () {
+    const spawner = yield* WorkerSpawner
+    const available = yield* Queue.unbounded<Connection.Connection>()
+    const failed = yield* Deferred.make<never, WorkerStartupError>()
+    const current: Array<Connection.Connection | undefined> = new Array(options.workers).fill(undefined)
+
+    const start = (scope: Scope.Scope) =>
+      Effect.suspend(() => {
+        const workerId = nextWorkerId++
+        return spawner.spawn(workerId).pipe(
+          Effect.flatMap((proc) => Connection.make(workerId, proc, options.connection)),
+          Effect.tap((conn) =>
+            Effect.logDebug(`worker ${workerId} ready: pid ${conn.hello.pid}, Python ${conn.hello.python}`)
+          ),
+          Scope.extend(scope)
+        )
+      })
+
+    /** One worker's life: start, serve until death, shut down. */
+    const life = (slot: number, starting: (scope: Scope.Scope) => Effect.Effect<Connection.Connection, WorkerStartupError>) =>
+      Effect.acquireUseRelease(
+        Scope.make(),
+        (scope) =>
+          starting(scope).pipe(
+            Effect.tap((conn) =>
+              Effect.sync(() => {
+                current[slot] = conn
+              }).pipe(Effect.zipRight(Queue.offerAll(available, Array.from({ length: options.concurrency }, () => conn))))
+            ),
+            Effect.flatMap((conn) => Deferred.await(conn.death)),
+            Effect.tap((error) =>
+              Effect.logWarning(`worker lost, restarting: ${error.message}`)
+            )
+          ),
+        (scope, exit) =>
+          Effect.sync(() => {
+            current[slot] = undefined
+          }).pipe(Effect.zipRight(Scope.close(scope, exit)))
+      )
+
+    const supervise = (slot: number, ready: Deferred.Deferred<void, WorkerStartupError>) =>
+      life(slot, (scope) => start(scope).pipe(Effect.tap(() => Deferred.succeed(ready, undefined)))).pipe(
+        Effect.zipRight(
+          life(slot, (scope) => start(scope).pipe(Effect.retry(options.restartSchedule))).pipe(Effect.forever)
+        ),
+        Effect.tapError((error) =>
+          Effect.logError(`worker slot ${slot} could not be restarted: ${error.message}`).pipe(
+            Effect.zipRight(Deferred.fail(failed, error)),
+            Effect.zipRight(Deferred.fail(ready, error))
+          )
+        ),
+        Effect.annotateLogs("workerSlot", slot)
+      )
+
+    const readies = yield* Effect.forEach(
+      Array.from({ length: options.workers }, (_, i) => i),
+      (slot) =>
+        Effect.gen(function* () {
+          const ready = yield* Deferred.make<void, WorkerStartupError>()
+          yield* Effect.forkScoped(supervise(slot, ready))
+          return ready
+        })
+    )
+    yield* Effect.forEach(readies, Deferred.await, { discard: true, concurrency: "unbounded" })
+
+    const wait: Effect.Effect<Connection.Connection, WorkerStartupError> = Queue.take(available).pipe(
+      Effect.flatMap((conn) => (conn.isAlive() ? Effect.succeed(conn) : wait)),
+      Effect.raceFirst(Deferred.await(failed))
+    )
+    // A free worker is taken without forking; only a caller that must wait races the pool's failure.
+    const take: Effect.Effect<Connection.Connection, WorkerStartupError> = Queue.poll(available).pipe(
+      Effect.flatMap(
+        Option.match({
+          onNone: () => wait,
+          onSome: (conn) => (conn.isAlive() ? Effect.succeed(conn) : take)
+        })
+      )
+    )
+
+    const giveBack = (conn: Connection.Connection) =>
+      conn.isAlive() ? Queue.offer(available, conn) : Effect.void
+
+    return {
+      withWorker: (f) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(restore(take), (conn) => restore(f(conn)).pipe(Effect.ensuring(giveBack(conn))))
+        ),
+      connections: () => current.filter((c): c is Connection.Connection => c !== undefined && c.isAlive())
+    } satisfies Pool
+  })
+
+export const defaultRestartSchedule: Schedule.Schedule<unknown, WorkerStartupError> = Schedule.exponential(
+  "100 millis"
+).pipe(Schedule.union(Schedule.spaced("5 seconds")), Schedule.intersect(Schedule.recurs(10)))
+
+export const defaultConnectionOptions: Connection.ConnectionOptions = {
+  startupTimeout: Duration.seconds(30),
+  interruptGrace: Duration.seconds(2),
+  maxFrameBytes: 1024 * 1024 * 1024
+}

@@ -1,0 +1,241 @@
+import { DecodeFailure, Decoder, Encoder } from "./codec.js"
+
+export const PROTOCOL_VERSION = 1
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024
+
+export type Mode = "value" | "handle"
+
+export interface Hello {
+  readonly t: "hello"
+  readonly protocol: number
+  readonly pid: number
+  readonly python: string
+  readonly executable: string
+}
+
+export interface Ok {
+  readonly t: "ok"
+  readonly id: number
+  readonly value: unknown
+}
+
+export type Err =
+  | {
+      readonly t: "err"
+      readonly id: number
+      readonly kind: "exception"
+      readonly type: string
+      readonly message: string
+      readonly traceback: string
+      readonly line: number | null
+    }
+  | { readonly t: "err"; readonly id: number; readonly kind: "encode"; readonly path: Array<string | number>; readonly message: string }
+  | { readonly t: "err"; readonly id: number; readonly kind: "handle"; readonly handle: number; readonly message: string }
+  | {
+      readonly t: "err"
+      readonly id: number
+      readonly kind: "interrupted" | "need_code" | "protocol"
+      readonly message: string
+    }
+
+export type Reply = Ok | Err
+export type WorkerMessage = Hello | Reply
+
+/**
+ * Splits a byte stream into frame bodies. Bodies that lie inside one chunk are
+ * views of it; only a frame spread over several chunks is copied.
+ */
+export class FrameDecoder {
+  private chunks: Array<Uint8Array> = []
+  private buffered = 0
+
+  constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
+
+  /** Feeds one chunk; returns the complete bodies. Throws `DecodeFailure` on an oversized claim. */
+  push(chunk: Uint8Array): Array<Uint8Array> {
+    const out: Array<Uint8Array> = []
+    if (this.buffered === 0) {
+      // Fast path: frames that start at this chunk's beginning.
+      let pos = 0
+      while (chunk.length - pos >= 4) {
+        const len = readLength(chunk, pos)
+        if (len > this.maxFrameBytes) throw oversized(len, this.maxFrameBytes)
+        if (chunk.length - pos - 4 < len) break
+        out.push(chunk.subarray(pos + 4, pos + 4 + len))
+        pos += 4 + len
+      }
+      if (pos < chunk.length) {
+        this.chunks.push(chunk.subarray(pos))
+        this.buffered = chunk.length - pos
+      }
+      return out
+    }
+    this.chunks.push(chunk)
+    this.buffered += chunk.length
+    while (this.buffered >= 4) {
+      const head = this.peek(4)
+      const len = readLength(head, 0)
+      if (len > this.maxFrameBytes) throw oversized(len, this.maxFrameBytes)
+      if (this.buffered < 4 + len) break
+      const whole = this.take(4 + len)
+      out.push(whole.subarray(4))
+    }
+    return out
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0]!
+    if (first.length >= n) return first
+    return this.concat(n)
+  }
+
+  private concat(n: number): Uint8Array {
+    const out = new Uint8Array(n)
+    let at = 0
+    for (const c of this.chunks) {
+      const part = c.subarray(0, Math.min(c.length, n - at))
+      out.set(part, at)
+      at += part.length
+      if (at === n) break
+    }
+    return out
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0]!
+    let result: Uint8Array
+    if (first.length >= n) {
+      result = first.subarray(0, n)
+    } else {
+      result = this.concat(n)
+    }
+    // Drop the consumed bytes.
+    let left = n
+    while (left > 0) {
+      const c = this.chunks[0]!
+      if (c.length <= left) {
+        this.chunks.shift()
+        left -= c.length
+      } else {
+        this.chunks[0] = c.subarray(left)
+        left = 0
+      }
+    }
+    this.buffered -= n
+    return result
+  }
+}
+
+const readLength = (b: Uint8Array, at: number): number =>
+  ((b[at]! << 24) >>> 0) + (b[at + 1]! << 16) + (b[at + 2]! << 8) + b[at + 3]!
+
+const oversized = (len: number, max: number) =>
+  new DecodeFailure(`a frame claims ${len} bytes, above the limit of ${max}`)
+
+/** Starts a frame: 4 bytes for the length, patched by `finishFrame`. */
+const startFrame = (size: number): Encoder => {
+  const e = new Encoder(Math.max(size, 16))
+  e.pos = 4
+  return e
+}
+
+const finishFrame = (e: Encoder): Uint8Array => {
+  e.view.setUint32(0, e.pos - 4)
+  return e.bytes()
+}
+
+/** A request; `args` and `kwargs` are already encoded (MessagePack array and map). */
+export interface RunRequest {
+  readonly id: number
+  readonly hash: string
+  readonly code: string | null
+  readonly args: Uint8Array
+  readonly mode: Mode
+}
+
+export interface CallRequest {
+  readonly id: number
+  readonly target: string
+  readonly args: Uint8Array
+  readonly kwargs: Uint8Array
+  readonly mode: Mode
+}
+
+export const encodeRun = (req: RunRequest): Uint8Array => {
+  const e = startFrame(64 + req.args.length + (req.code === null ? 0 : req.code.length * 3))
+  e.mapHeader(6)
+  e.str("t")
+  e.str("run")
+  e.str("id")
+  e.int(req.id)
+  e.str("hash")
+  e.str(req.hash)
+  e.str("code")
+  if (req.code === null) e.nil()
+  else e.str(req.code)
+  e.str("mode")
+  e.str(req.mode)
+  e.str("args")
+  e.raw(req.args)
+  return finishFrame(e)
+}
+
+export const encodeCall = (req: CallRequest): Uint8Array => {
+  const e = startFrame(64 + req.target.length * 3 + req.args.length + req.kwargs.length)
+  e.mapHeader(6)
+  e.str("t")
+  e.str("call")
+  e.str("id")
+  e.int(req.id)
+  e.str("target")
+  e.str(req.target)
+  e.str("mode")
+  e.str(req.mode)
+  e.str("args")
+  e.raw(req.args)
+  e.str("kwargs")
+  e.raw(req.kwargs)
+  return finishFrame(e)
+}
+
+export const encodeRelease = (ids: ReadonlyArray<number>): Uint8Array => {
+  const e = startFrame(16 + ids.length * 5)
+  e.mapHeader(2)
+  e.str("t")
+  e.str("release")
+  e.str("ids")
+  e.value(ids)
+  return finishFrame(e)
+}
+
+export const encodeCancel = (id: number): Uint8Array => {
+  const e = startFrame(24)
+  e.mapHeader(2)
+  e.str("t")
+  e.str("cancel")
+  e.str("id")
+  e.int(id)
+  return finishFrame(e)
+}
+
+/** Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. */
+export const decodeMessage = (body: Uint8Array): WorkerMessage => {
+  const d = new Decoder(body)
+  const m = d.value() as Record<string, unknown> | null
+  if (d.pos !== body.length) throw new DecodeFailure("trailing bytes after the message")
+  if (typeof m !== "object" || m === null || m instanceof Map || Array.isArray(m)) {
+    throw new DecodeFailure("a message must be a map")
+  }
+  switch (m.t) {
+    case "ok":
+      if (typeof m.id !== "number") break
+      return m as unknown as Ok
+    case "err":
+      if (typeof m.id !== "number" || typeof m.kind !== "string") break
+      return m as unknown as Err
+    case "hello":
+      if (typeof m.protocol !== "number") break
+      return m as unknown as Hello
+  }
+  throw new DecodeFailure(`unexpected message ${JSON.stringify(m.t)}`)
+}

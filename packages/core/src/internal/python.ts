@@ -1,0 +1,162 @@
+import { Effect, Scope } from "effect"
+import type { Drop } from "../Drop.js"
+import type { Handle } from "../Handle.js"
+import {
+  type DropError,
+  EncodeError,
+  HandleError,
+  ProtocolError,
+  PythonException,
+  type WorkerStartupError
+} from "../PythonError.js"
+import { EncodeFailure, Encoder } from "./codec.js"
+import * as Connection from "./connection.js"
+import { locate } from "./drop.js"
+import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
+import type { Pool } from "./pool.js"
+import { encodeCall, encodeRun, type Mode, type Reply } from "./protocol.js"
+import type { Python, WorkerInfo } from "./service.js"
+
+let nextRequestId = 1
+
+interface Prepared {
+  readonly args: Uint8Array
+  readonly kwargs: Uint8Array | undefined
+  readonly affinity: Connection.Connection | undefined
+}
+
+/** Encodes a drop's values once, before a worker is chosen: errors name their path, handles pick the worker. */
+const prepare = (drop: Drop): Effect.Effect<Prepared, EncodeError | HandleError> =>
+  Effect.suspend((): Effect.Effect<Prepared, EncodeError | HandleError> => {
+    const handles = new HandleCollector()
+    try {
+      const e = new Encoder(64, handles)
+      e.value(drop.args)
+      const args = e.bytes()
+      let kwargs: Uint8Array | undefined
+      if (drop.kwargs !== undefined) {
+        const k = new Encoder(32, handles)
+        k.value(drop.kwargs)
+        kwargs = k.bytes()
+      }
+      return Effect.succeed({ args, kwargs, affinity: handles.connection })
+    } catch (e) {
+      if (e instanceof EncodeFailure) {
+        // The args array is the root: its index is the slot number.
+        return Effect.fail(new EncodeError({ side: "node", path: e.path, detail: e.detail }))
+      }
+      if (e instanceof HandleFailure) return Effect.fail(e.error)
+      return Effect.die(e)
+    }
+  })
+
+const frameFor = (drop: Drop, conn: Connection.Connection, id: number, prepared: Prepared, mode: Mode, withCode: boolean) => {
+  const source = drop.source
+  if (source._tag === "Call") {
+    return encodeCall({ id, target: source.target, args: prepared.args, kwargs: prepared.kwargs!, mode })
+  }
+  const send = withCode || !conn.sentHashes.has(source.hash)
+  if (send) Connection.rememberHash(conn, source.hash)
+  return encodeRun({ id, hash: source.hash, code: send ? source.code : null, args: prepared.args, mode })
+}
+
+const failure = (drop: Drop, conn: Connection.Connection, reply: Reply & { t: "err" }): DropError | "need_code" | "interrupted" => {
+  switch (reply.kind) {
+    case "exception": {
+      const line = reply.line ?? undefined
+      return new PythonException({
+        type: reply.type,
+        message: reply.message,
+        traceback: reply.traceback,
+        line,
+        location: locate(drop.source, line),
+        workerId: conn.workerId
+      })
+    }
+    case "encode":
+      return new EncodeError({ side: "python", path: reply.path, detail: reply.message })
+    case "handle":
+      return new HandleError({ reason: "Unknown", handleId: reply.handle, workerId: conn.workerId })
+    case "protocol":
+      return new ProtocolError({ workerId: conn.workerId, detail: reply.message })
+    case "need_code":
+    case "interrupted":
+      return reply.kind
+  }
+}
+
+/**
+ * Sends a prepared drop to one worker and waits for the reply, resending the code
+ * once if the worker's compile cache had dropped it.
+ */
+const send = (
+  drop: Drop,
+  conn: Connection.Connection,
+  prepared: Prepared,
+  mode: Mode,
+  onLateOk?: (reply: Reply) => void
+): Effect.Effect<unknown, DropError> => {
+  const attempt = (withCode: boolean): Effect.Effect<unknown, DropError> => {
+    const id = nextRequestId++
+    return conn.request(id, frameFor(drop, conn, id, prepared, mode, withCode), onLateOk).pipe(
+      Effect.flatMap((reply) => {
+        if (reply.t === "ok") return Effect.succeed(reply.value)
+        const error = failure(drop, conn, reply)
+        if (error === "need_code") {
+          return withCode
+            ? Effect.fail(new ProtocolError({ workerId: conn.workerId, detail: "the worker asked for code it was sent" }))
+            : attempt(true)
+        }
+        if (error === "interrupted") return Effect.interrupt
+        return Effect.fail(error)
+      })
+    )
+  }
+  return attempt(false)
+}
+
+const onWorker = <A>(
+  pool: Pool,
+  prepared: Prepared,
+  f: (conn: Connection.Connection) => Effect.Effect<A, DropError>
+): Effect.Effect<A, DropError | WorkerStartupError> => {
+  // A drop that uses a handle goes to the worker holding it (checked alive while encoding),
+  // queued behind that worker's work.
+  return prepared.affinity === undefined ? pool.withWorker(f) : f(prepared.affinity)
+}
+
+export const make = (pool: Pool): Python["Type"] => ({
+  run: (drop) => Effect.flatMap(prepare(drop), (prepared) => onWorker(pool, prepared, (conn) => send(drop, conn, prepared, "value"))),
+  handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
+    Effect.flatMap(prepare(drop), (prepared) =>
+      Effect.flatMap(Effect.scope, (scope) =>
+        onWorker(pool, prepared, (conn) =>
+          // Between the reply and the finalizer nothing may interrupt, or the object would leak.
+          Effect.uninterruptibleMask((restore) =>
+            restore(
+              send(drop, conn, prepared, "handle", (late) => {
+                if (late.t === "ok") new HandleImpl(conn, late.value as number).release()
+              })
+            ).pipe(
+              Effect.flatMap((id) => {
+                const handle = new HandleImpl(conn, id as number)
+                return Scope.addFinalizer(scope, Effect.sync(() => handle.release())).pipe(Effect.as(handle))
+              })
+            )
+          )
+        )
+      )
+    ),
+  liveHandles: Effect.sync(() => pool.connections().reduce((n, c) => n + c.liveHandles, 0)),
+  workers: Effect.sync(() =>
+    pool.connections().map(
+      (c): WorkerInfo => ({
+        id: c.workerId,
+        pid: c.hello.pid,
+        python: c.hello.python,
+        executable: c.hello.executable,
+        liveHandles: c.liveHandles
+      })
+    )
+  )
+})

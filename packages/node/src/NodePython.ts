@@ -1,0 +1,87 @@
+/**
+ * The `Python` service on Node.js: a supervised pool of CPython worker processes.
+ *
+ * @since 0.1.0
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Python from "@snakebridge/core/Python"
+import type { WorkerStartupError } from "@snakebridge/core/PythonError"
+import { WorkerSpawner } from "@snakebridge/core/Worker"
+import type * as WorkerPool from "@snakebridge/core/WorkerPool"
+import { Config, Duration, Effect, Layer } from "effect"
+import * as interpreter from "./internal/interpreter.js"
+import * as spawner from "./internal/spawner.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends WorkerPool.Options {
+  /**
+   * The interpreter. Default: `SNAKEBRIDGE_PYTHON`, else an active `VIRTUAL_ENV`,
+   * else `.venv` in `cwd`, else `python3` on the PATH. A shim (pyenv's) is resolved
+   * once to the real executable.
+   */
+  readonly python?: string
+  /** Working directory of the workers. Default: `process.cwd()`. */
+  readonly cwd?: string
+  /** Extra environment variables for the workers (added to this process's). */
+  readonly env?: Record<string, string>
+  /** Time a worker has to exit when its pool closes, before SIGKILL. Default 2 s. */
+  readonly shutdownGrace?: Duration.DurationInput
+}
+
+/**
+ * A `WorkerSpawner` for Node: resolves the interpreter once and logs which one it is.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, WorkerStartupError> =>
+  Layer.effect(
+    WorkerSpawner,
+    Effect.gen(function* () {
+      const cwd = options.cwd ?? process.cwd()
+      const env = { ...process.env, ...options.env }
+      const choice = yield* interpreter.choose(options.python, cwd)
+      const chosen = yield* interpreter.probe(choice, cwd, env)
+      yield* Effect.logInfo(
+        `snakebridge: Python ${chosen.version} at ${chosen.executable} (from ${chosen.source}: ${chosen.requested})`
+      )
+      const spawnOptions: spawner.SpawnOptions = {
+        interpreter: chosen,
+        cwd,
+        env,
+        shutdownGrace: Duration.decode(options.shutdownGrace ?? "2 seconds")
+      }
+      return { spawn: (workerId) => spawner.spawn(workerId, spawnOptions) }
+    })
+  ).pipe(Layer.provide(NodeContext.layer))
+
+/**
+ * The `Python` service on a pool of `workers` processes (default 1).
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(NodePython.layer({ workers: 2 })), NodeRuntime.runMain)
+ * ```
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Python.Python, WorkerStartupError> =>
+  Python.layer(options).pipe(Layer.provide(layerSpawner(options)))
+
+/**
+ * Like `layer`, with the options read from `Config`.
+ *
+ * @example
+ * ```ts
+ * NodePython.layerConfig({ workers: Config.integer("PY_WORKERS").pipe(Config.withDefault(2)) })
+ * ```
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<Options>
+): Layer.Layer<Python.Python, WorkerStartupError | import("effect/ConfigError").ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

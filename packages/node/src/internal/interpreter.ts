@@ -1,0 +1,100 @@
+import { Command } from "@effect/platform"
+import type { CommandExecutor } from "@effect/platform/CommandExecutor"
+import { WorkerStartupError } from "@snakebridge/core/PythonError"
+import { Chunk, Config, Effect, Option, Stream } from "effect"
+import { existsSync } from "node:fs"
+import * as path from "node:path"
+
+/** The interpreter a pool will run, after resolving shims and checking the version. */
+export interface Interpreter {
+  /** The executable as it was asked for. */
+  readonly requested: string
+  /** How it was chosen. */
+  readonly source: "option" | "SNAKEBRIDGE_PYTHON" | "VIRTUAL_ENV" | ".venv" | "PATH"
+  /** The real executable (`sys.executable`): spawning it skips shims such as pyenv's. */
+  readonly executable: string
+  readonly version: string
+}
+
+export const MIN_VERSION: readonly [number, number] = [3, 10]
+
+const binary = (venv: string) =>
+  process.platform === "win32" ? path.join(venv, "Scripts", "python.exe") : path.join(venv, "bin", "python")
+
+/**
+ * Picks the interpreter by, in order: the explicit option, `SNAKEBRIDGE_PYTHON`,
+ * an active `VIRTUAL_ENV`, a `.venv` in the working directory, `python3` on the PATH.
+ */
+export const choose = (option: string | undefined, cwd: string) =>
+  Effect.gen(function* () {
+    if (option !== undefined) return { requested: option, source: "option" as const }
+    const configured = yield* Config.option(Config.nonEmptyString("SNAKEBRIDGE_PYTHON"))
+    if (Option.isSome(configured)) return { requested: configured.value, source: "SNAKEBRIDGE_PYTHON" as const }
+    const venv = yield* Config.option(Config.nonEmptyString("VIRTUAL_ENV"))
+    if (Option.isSome(venv) && existsSync(binary(venv.value))) {
+      return { requested: binary(venv.value), source: "VIRTUAL_ENV" as const }
+    }
+    const local = binary(path.join(cwd, ".venv"))
+    if (existsSync(local)) return { requested: local, source: ".venv" as const }
+    return { requested: "python3", source: "PATH" as const }
+  }).pipe(Effect.orDie)
+
+const PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
+
+const collect = <E>(s: Stream.Stream<Uint8Array, E>) =>
+  s.pipe(Stream.decodeText(), Stream.runCollect, Effect.map((c) => Chunk.join(c, "")))
+
+const fix = (requested: string) =>
+  `create a virtual environment with \`python3 -m venv .venv\` (or \`uv venv\`), or name an interpreter with the \`python\` option or SNAKEBRIDGE_PYTHON (tried ${requested})`
+
+/** Runs the interpreter once to learn its real executable and version. */
+export const probe = (
+  choice: { readonly requested: string; readonly source: Interpreter["source"] },
+  cwd: string,
+  env: Record<string, string | undefined>
+): Effect.Effect<Interpreter, WorkerStartupError, CommandExecutor> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const proc = yield* Command.start(
+        Command.make(choice.requested, "-c", PROBE).pipe(
+          Command.workingDirectory(cwd),
+          Command.env(env),
+          Command.stdin("inherit")
+        )
+      )
+      const [out, err, code] = yield* Effect.all([collect(proc.stdout), collect(proc.stderr), proc.exitCode], {
+        concurrency: 3
+      })
+      if (code !== 0) {
+        return yield* new WorkerStartupError({
+          reason: "Exited",
+          python: choice.requested,
+          detail: `the interpreter exited with code ${code} when asked for its version`,
+          stderr: err
+        })
+      }
+      const [executable = "", version = ""] = out.trim().split("\n")
+      const [major = 0, minor = 0] = version.split(".").map(Number)
+      if (major < MIN_VERSION[0] || (major === MIN_VERSION[0] && minor < MIN_VERSION[1])) {
+        return yield* new WorkerStartupError({
+          reason: "Version",
+          python: choice.requested,
+          detail: `Python ${version} is too old: snakebridge needs ${MIN_VERSION.join(".")} or newer; ${fix(choice.requested)}`
+        })
+      }
+      return { ...choice, executable: executable || choice.requested, version }
+    })
+  ).pipe(
+    Effect.catchTag("SystemError", (e) =>
+      Effect.fail(
+        new WorkerStartupError({
+          reason: "NotFound",
+          python: choice.requested,
+          detail: `${e.reason === "NotFound" ? "no such interpreter" : e.message}; ${fix(choice.requested)}`
+        })
+      )
+    ),
+    Effect.catchTag("BadArgument", (e) =>
+      Effect.fail(new WorkerStartupError({ reason: "NotFound", python: choice.requested, detail: e.message }))
+    )
+  )

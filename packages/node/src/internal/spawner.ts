@@ -1,0 +1,166 @@
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import { WorkerStartupError } from "@snakebridge/core/PythonError"
+import type { ExitStatus, WorkerProcess } from "@snakebridge/core/Worker"
+import { Deferred, Duration, Effect, Stream } from "effect"
+import { type ChildProcess, spawn as spawnChild } from "node:child_process"
+import { existsSync } from "node:fs"
+import * as path from "node:path"
+import type { Readable, Writable } from "node:stream"
+import { fileURLToPath } from "node:url"
+import type { Interpreter } from "./interpreter.js"
+
+export interface SpawnOptions {
+  readonly interpreter: Interpreter
+  readonly cwd: string
+  readonly env: Record<string, string | undefined>
+  /** Time a worker has to exit after EOF on its channel before SIGKILL. */
+  readonly shutdownGrace: Duration.Duration
+}
+
+/**
+ * Where the worker's Python package lives: shipped inside this package (`python/`)
+ * when published, or the workspace's `python-worker/src` during development.
+ */
+export const workerPythonPath = (): string => {
+  const candidates = [
+    fileURLToPath(new URL("../../python", import.meta.url)),
+    fileURLToPath(new URL("../../../python-worker/src", import.meta.url))
+  ]
+  const found = candidates.find((dir) => existsSync(path.join(dir, "snakebridge_worker", "__main__.py")))
+  if (found === undefined) throw new Error(`snakebridge_worker not found in ${candidates.join(" or ")}`)
+  return found
+}
+
+const STDERR_TAIL = 8192
+const MAX_LINE = 16 * 1024
+
+/** Splits text into lines, cutting a line that grows past `MAX_LINE` so memory stays bounded. */
+const lines = (stream: Stream.Stream<string>): Stream.Stream<string> =>
+  Stream.suspend(() => {
+    let partial = ""
+    return stream.pipe(
+      Stream.mapConcat((text) => {
+        const out: Array<string> = []
+        let rest = partial + text
+        let nl: number
+        while ((nl = rest.indexOf("\n")) !== -1) {
+          out.push(rest.slice(0, nl).replace(/\r$/, ""))
+          rest = rest.slice(nl + 1)
+        }
+        while (rest.length > MAX_LINE) {
+          out.push(rest.slice(0, MAX_LINE))
+          rest = rest.slice(MAX_LINE)
+        }
+        partial = rest
+        return out
+      }),
+      Stream.concat(Stream.suspend(() => (partial === "" ? Stream.empty : Stream.make(partial))))
+    )
+  })
+
+const readable = (child: ChildProcess, fd: number) => child.stdio[fd] as Readable
+
+/**
+ * Spawns `python -u -m snakebridge_worker` directly (never through a shell) with
+ * the protocol on fds 3 and 4. `Command` of @effect/platform offers only stdin,
+ * stdout and stderr, so the extra descriptors need `child_process` itself.
+ */
+export const spawn = (
+  workerId: number,
+  options: SpawnOptions
+): Effect.Effect<WorkerProcess, WorkerStartupError, import("effect").Scope.Scope> =>
+  Effect.gen(function* () {
+    const python = options.interpreter.executable
+    const pythonPath = workerPythonPath()
+    const exited = yield* Deferred.make<ExitStatus>()
+    let stderrTail = ""
+    const stderrDone = yield* Deferred.make<void>()
+
+    const child = yield* Effect.acquireRelease(
+      Effect.async<ChildProcess, WorkerStartupError>((resume) => {
+        const env: Record<string, string | undefined> = {
+          ...options.env,
+          PYTHONPATH: [pythonPath, options.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+          SNAKEBRIDGE_WORKER_ID: String(workerId)
+        }
+        const child = spawnChild(python, ["-u", "-m", "snakebridge_worker"], {
+          cwd: options.cwd,
+          env,
+          stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"]
+        })
+        child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
+        child.once("error", (error) => {
+          Deferred.unsafeDone(exited, Effect.succeed({ code: null, signal: null }))
+          resume(
+            Effect.fail(
+              new WorkerStartupError({
+                reason: "NotFound",
+                python,
+                detail: `could not spawn the interpreter: ${error.message}`
+              })
+            )
+          )
+        })
+        child.once("spawn", () => resume(Effect.succeed(child)))
+        // A write after the worker died fails asynchronously; the read loop reports the death.
+        ;(child.stdio[3] as Writable).on("error", () => {})
+      }),
+      (child) =>
+        // Two-phase shutdown: EOF on the request channel makes the worker exit; SIGKILL if it has not
+        // after the grace period.
+        Effect.sync(() => (child.stdio[3] as Writable).end()).pipe(
+          Effect.zipRight(Deferred.await(exited)),
+          Effect.timeoutOption(options.shutdownGrace),
+          Effect.flatMap((done) =>
+            done._tag === "Some"
+              ? Effect.void
+              : Effect.sync(() => child.kill("SIGKILL")).pipe(Effect.zipRight(Deferred.await(exited)))
+          )
+        )
+    )
+
+    const forward = (fd: 1 | 2) =>
+      NodeStream.fromReadable<never, Uint8Array>(() => readable(child, fd), () => undefined as never).pipe(
+        Stream.catchAllCause(() => Stream.empty),
+        Stream.decodeText(),
+        Stream.tap((text) =>
+          Effect.sync(() => {
+            if (fd === 2) stderrTail = (stderrTail + text).slice(-STDERR_TAIL)
+          })
+        ),
+        lines,
+        Stream.runForEach((line) =>
+          (fd === 1 ? Effect.logInfo(line) : Effect.logWarning(line)).pipe(
+            Effect.annotateLogs({ workerId, stream: fd === 1 ? "stdout" : "stderr" })
+          )
+        ),
+        Effect.ensuring(fd === 2 ? Deferred.succeed(stderrDone, undefined) : Effect.void),
+        Effect.forkScoped
+      )
+    yield* forward(1)
+    yield* forward(2)
+
+    const channel = child.stdio[3] as Writable
+    const worker: WorkerProcess = {
+      pid: child.pid!,
+      python,
+      write: (bytes) =>
+        Effect.sync(() => {
+          if (!channel.destroyed && !channel.writableEnded) channel.write(bytes)
+        }),
+      replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never, {
+        chunkSize: 1024 * 1024
+      }).pipe(Stream.catchAllCause(() => Stream.empty)),
+      exited: Deferred.await(exited),
+      kill: (signal) =>
+        Effect.sync(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+        }),
+      // After an exit, wait briefly for stderr to drain so start-up errors carry the whole message.
+      stderrTail: Deferred.await(stderrDone).pipe(
+        Effect.timeoutOption(Duration.millis(500)),
+        Effect.map(() => stderrTail)
+      )
+    }
+    return worker
+  })
