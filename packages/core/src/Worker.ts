@@ -27,8 +27,8 @@ export interface ExitStatus {
  */
 export interface WorkerProcess {
   readonly pid: number
-  /** Queues bytes on the request channel; never blocks. */
-  readonly write: (bytes: Uint8Array) => Effect.Effect<void>
+  /** Queues bytes on the request channel; never blocks, never throws (a dead channel drops them). */
+  readonly write: (bytes: Uint8Array) => void
   /** The reply channel as raw chunks; ends when the process closes it or dies. */
   readonly replies: Stream.Stream<Uint8Array>
   /** Waits for the process to exit. */

@@ -500,8 +500,10 @@ export class Decoder {
 
   private bin(n: number): Uint8Array {
     this.need(n)
-    // A copy, so the value owns its memory and does not pin the whole frame.
-    const out = this.buf.slice(this.pos, this.pos + n)
+    // A plain Uint8Array that owns its memory: not a view pinning the whole frame, and not a
+    // Buffer even when the frame came from one.
+    const out = new Uint8Array(n)
+    out.set(this.buf.subarray(this.pos, this.pos + n))
     this.pos += n
     return out
   }

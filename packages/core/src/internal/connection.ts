@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Exit, FiberId, Option, Queue, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, Option, Scope, Stream } from "effect"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { WorkerProcess } from "../Worker.js"
 import { DecodeFailure } from "./codec.js"
@@ -62,7 +62,7 @@ export const make = (
     const pending = new Map<number, Deferred.Deferred<Reply, ChannelError>>()
     const death = yield* Deferred.make<ChannelError>()
     const helloDeferred = yield* Deferred.make<Hello, ChannelError>()
-    const releases = yield* Queue.unbounded<number>()
+    let releases: Array<number> = []
     const decoder = new FrameDecoder(options.maxFrameBytes)
     let alive = true
     let killReason: string | undefined
@@ -129,12 +129,14 @@ export const make = (
       Effect.forkScoped
     )
 
-    // Handle releases go out in batches: every id queued by the time the fiber runs.
-    yield* Queue.takeBetween(releases, 1, 4096).pipe(
-      Effect.flatMap((ids) => (alive ? proc.write(encodeRelease(Array.from(ids))) : Effect.void)),
-      Effect.forever,
-      Effect.forkScoped
-    )
+    // Handle releases go out in batches: all ids released in one turn of the event loop, and
+    // always before the next request, so a request never sees an object its caller released.
+    const flushReleases = () => {
+      if (releases.length === 0) return
+      const ids = releases
+      releases = []
+      if (alive) proc.write(encodeRelease(ids))
+    }
     yield* Scope.addFinalizer(yield* Effect.scope, Effect.suspend(() => die(new WorkerLost({ workerId, reason: killReason ?? "the worker was shut down" }))))
 
     const hello = yield* Deferred.await(helloDeferred).pipe(
@@ -179,8 +181,10 @@ export const make = (
     const cancel = (id: number, d: Deferred.Deferred<Reply, ChannelError>, onLateOk?: (reply: Reply) => void) =>
       Effect.suspend(() => {
         if (!alive) return Effect.void
-        return proc.write(encodeCancel(id)).pipe(
-          Effect.zipRight(Deferred.await(d)),
+        proc.write(encodeCancel(id))
+        // This runs as an interruption finalizer (uninterruptible): the wait must be made
+        // interruptible again, or the timeout could never cut it short.
+        return Effect.interruptible(Deferred.await(d)).pipe(
           Effect.timeoutOption(options.interruptGrace),
           Effect.matchEffect({
             onFailure: () => Effect.void,
@@ -207,15 +211,18 @@ export const make = (
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
           const d = Deferred.unsafeMake<Reply, ChannelError>(FiberId.none)
           pending.set(id, d)
-          return proc.write(frame).pipe(
-            Effect.zipRight(Deferred.await(d)),
+          flushReleases()
+          proc.write(frame)
+          return Deferred.await(d).pipe(
             Effect.onInterrupt(() => cancel(id, d, onLateOk)),
             Effect.ensuring(Effect.sync(() => pending.delete(id)))
           )
         }),
       release: (handleId) => {
         connection.liveHandles--
-        if (alive) Queue.unsafeOffer(releases, handleId)
+        if (!alive) return
+        if (releases.length === 0) queueMicrotask(flushReleases)
+        releases.push(handleId)
       },
       kill
     }

@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Option, Queue, Schedule, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, Option, Schedule, Scope } from "effect"
 import { WorkerStartupError } from "../PythonError.js"
 import { WorkerSpawner } from "../Worker.js"
 import * as Connection from "./connection.js"
@@ -29,11 +29,67 @@ let nextWorkerId = 1
  * schedule. Capacity is a queue of tokens: a token of a dead worker is discarded
  * when taken, so a crash releases its slot without bookkeeping.
  */
+/**
+ * Free capacity of the pool: one entry per request a worker can take now. Interruption-safe
+ * where a `Queue` is not: a worker handed to a waiter that is interrupted at that moment is
+ * passed on, never lost.
+ */
+class Capacity {
+  private readonly free: Array<Connection.Connection> = []
+  private readonly waiters: Array<Deferred.Deferred<Connection.Connection, WorkerStartupError>> = []
+  private failure: WorkerStartupError | undefined
+
+  put(conn: Connection.Connection): void {
+    if (!conn.isAlive()) return
+    const waiter = this.waiters.shift()
+    if (waiter === undefined) this.free.push(conn)
+    else Deferred.unsafeDone(waiter, Exit.succeed(conn))
+  }
+
+  fail(error: WorkerStartupError): void {
+    this.failure = error
+    for (const waiter of this.waiters.splice(0)) Deferred.unsafeDone(waiter, Exit.fail(error))
+  }
+
+  get waiting(): number {
+    return this.waiters.length
+  }
+
+  readonly take: Effect.Effect<Connection.Connection, WorkerStartupError> = Effect.suspend(() => {
+    let conn: Connection.Connection | undefined
+    while ((conn = this.free.pop()) !== undefined) if (conn.isAlive()) return Effect.succeed(conn)
+    if (this.failure !== undefined) return Effect.fail(this.failure)
+    const waiter = Deferred.unsafeMake<Connection.Connection, WorkerStartupError>(FiberId.none)
+    this.waiters.push(waiter)
+    return Deferred.await(waiter).pipe(
+      Effect.onInterrupt(() =>
+        Effect.suspend(() => {
+          const i = this.waiters.indexOf(waiter)
+          if (i !== -1) {
+            this.waiters.splice(i, 1)
+            return Effect.void
+          }
+          // Already handed a worker: pass it on.
+          return Deferred.poll(waiter).pipe(
+            Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: (e) => Effect.ignore(Effect.map(e, (c) => this.put(c))) }))
+          )
+        })
+      ),
+      Effect.flatMap((c) => (c.isAlive() ? Effect.succeed(c) : this.take))
+    )
+  })
+}
+
+/**
+ * A fixed number of supervised workers. Each slot is a fiber that starts a worker,
+ * offers its capacity, waits for its death and starts the next one on the restart
+ * schedule. Capacity of a dead worker is discarded when met, so a crash releases its
+ * slot without bookkeeping.
+ */
 export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupError, Scope.Scope | WorkerSpawner> =>
   Effect.gen(function* () {
     const spawner = yield* WorkerSpawner
-    const available = yield* Queue.unbounded<Connection.Connection>()
-    const failed = yield* Deferred.make<never, WorkerStartupError>()
+    const capacity = new Capacity()
     const current: Array<Connection.Connection | undefined> = new Array(options.workers).fill(undefined)
 
     const start = (scope: Scope.Scope) =>
@@ -57,12 +113,11 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
             Effect.tap((conn) =>
               Effect.sync(() => {
                 current[slot] = conn
-              }).pipe(Effect.zipRight(Queue.offerAll(available, Array.from({ length: options.concurrency }, () => conn))))
+                for (let i = 0; i < options.concurrency; i++) capacity.put(conn)
+              })
             ),
             Effect.flatMap((conn) => Deferred.await(conn.death)),
-            Effect.tap((error) =>
-              Effect.logWarning(`worker lost, restarting: ${error.message}`)
-            )
+            Effect.tap((error) => Effect.logWarning(`worker lost, restarting: ${error.message}`))
           ),
         (scope, exit) =>
           Effect.sync(() => {
@@ -77,7 +132,7 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
         ),
         Effect.tapError((error) =>
           Effect.logError(`worker slot ${slot} could not be restarted: ${error.message}`).pipe(
-            Effect.zipRight(Deferred.fail(failed, error)),
+            Effect.zipRight(Effect.sync(() => capacity.fail(error))),
             Effect.zipRight(Deferred.fail(ready, error))
           )
         ),
@@ -95,27 +150,12 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
     )
     yield* Effect.forEach(readies, Deferred.await, { discard: true, concurrency: "unbounded" })
 
-    const wait: Effect.Effect<Connection.Connection, WorkerStartupError> = Queue.take(available).pipe(
-      Effect.flatMap((conn) => (conn.isAlive() ? Effect.succeed(conn) : wait)),
-      Effect.raceFirst(Deferred.await(failed))
-    )
-    // A free worker is taken without forking; only a caller that must wait races the pool's failure.
-    const take: Effect.Effect<Connection.Connection, WorkerStartupError> = Queue.poll(available).pipe(
-      Effect.flatMap(
-        Option.match({
-          onNone: () => wait,
-          onSome: (conn) => (conn.isAlive() ? Effect.succeed(conn) : take)
-        })
-      )
-    )
-
-    const giveBack = (conn: Connection.Connection) =>
-      conn.isAlive() ? Queue.offer(available, conn) : Effect.void
-
     return {
       withWorker: (f) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(restore(take), (conn) => restore(f(conn)).pipe(Effect.ensuring(giveBack(conn))))
+          Effect.flatMap(restore(capacity.take), (conn) =>
+            restore(f(conn)).pipe(Effect.ensuring(Effect.sync(() => capacity.put(conn))))
+          )
         ),
       connections: () => current.filter((c): c is Connection.Connection => c !== undefined && c.isAlive())
     } satisfies Pool

@@ -41,10 +41,14 @@ const lines = (stream: Stream.Stream<string>): Stream.Stream<string> =>
     return stream.pipe(
       Stream.mapConcat((text) => {
         const out: Array<string> = []
+        const push = (line: string) => {
+          for (let i = 0; i < line.length; i += MAX_LINE) out.push(line.slice(i, i + MAX_LINE))
+          if (line.length === 0) out.push("")
+        }
         let rest = partial + text
         let nl: number
         while ((nl = rest.indexOf("\n")) !== -1) {
-          out.push(rest.slice(0, nl).replace(/\r$/, ""))
+          push(rest.slice(0, nl).replace(/\r$/, ""))
           rest = rest.slice(nl + 1)
         }
         while (rest.length > MAX_LINE) {
@@ -108,8 +112,9 @@ export const spawn = (
       (child) =>
         // Two-phase shutdown: EOF on the request channel makes the worker exit; SIGKILL if it has not
         // after the grace period.
+        // (A finalizer is uninterruptible: the wait is made interruptible so the timeout can end it.)
         Effect.sync(() => (child.stdio[3] as Writable).end()).pipe(
-          Effect.zipRight(Deferred.await(exited)),
+          Effect.zipRight(Effect.interruptible(Deferred.await(exited))),
           Effect.timeoutOption(options.shutdownGrace),
           Effect.flatMap((done) =>
             done._tag === "Some"
@@ -144,13 +149,13 @@ export const spawn = (
     const worker: WorkerProcess = {
       pid: child.pid!,
       python,
-      write: (bytes) =>
-        Effect.sync(() => {
-          if (!channel.destroyed && !channel.writableEnded) channel.write(bytes)
-        }),
-      replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never, {
-        chunkSize: 1024 * 1024
-      }).pipe(Stream.catchAllCause(() => Stream.empty)),
+      write: (bytes) => {
+        if (!channel.destroyed && !channel.writableEnded) channel.write(bytes)
+      },
+      // No chunkSize: `read(n)` waits for n bytes, while replies must be taken as soon as they arrive.
+      replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never).pipe(
+        Stream.catchAllCause(() => Stream.empty)
+      ),
       exited: Deferred.await(exited),
       kill: (signal) =>
         Effect.sync(() => {

@@ -1,0 +1,29 @@
+import { describe, expect, it } from "@effect/vitest"
+import { NodePython } from "@snakebridge/node"
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import { program as handles } from "./handles.js"
+import { program as pool } from "./pool.js"
+
+describe("examples", () => {
+  it.live("handles: builds once, uses many times, releases at scope close", () =>
+    Effect.gen(function* () {
+      const out = yield* handles
+      expect(out).toEqual({ predictions: { the: 3, fox: 1, cat: 0 }, live: 0 })
+    }).pipe(Effect.provide(NodePython.layer())))
+
+  it.live("pool: many drops in parallel", () =>
+    Effect.gen(function* () {
+      const primes = yield* pool
+      expect(primes).toEqual([1000003, 1000033, 1000037, 1000039, 1000081, 1000099, 1000117, 1000121, 1000133, 1000151, 1000159, 1000171, 1000183, 1000187, 1000193, 1000199])
+    }).pipe(Effect.provide(NodePython.layer({ workers: 2 }))))
+
+  it("revenue: the main example runs as `pnpm demo` does and prints the total", () => {
+    const out = execFileSync(process.execPath, ["--import", "tsx", "--conditions=source", "examples/revenue.ts"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000
+    })
+    expect(out).toContain("total 122.00 over 3 rows; best seller: coffee")
+  })
+})

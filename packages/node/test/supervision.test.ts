@@ -1,0 +1,153 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Drop, py, Python } from "@snakebridge/core"
+import { NodePython } from "@snakebridge/node"
+import { Effect, Fiber, Schedule, Schema } from "effect"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+const pid = py`import os; return os.getpid()`.pipe(Drop.returning(Schema.Int))
+const alive = (p: number) => {
+  try {
+    process.kill(p, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+const waitUntil = <A, R>(check: Effect.Effect<A, never, R>, until: (a: A) => boolean) =>
+  check.pipe(Effect.repeat({ until, schedule: Schedule.spaced("50 millis") }), Effect.timeout("20 seconds"))
+
+describe("supervision", () => {
+  it.live("a worker killed with SIGKILL mid-drop fails that drop with WorkerLost; the pool restarts it and the next drop succeeds", () =>
+    Effect.gen(function* () {
+      const before = yield* pid
+      const running = yield* Effect.fork(py`import time; time.sleep(30); return "never"`)
+      yield* Effect.sleep("300 millis")
+      process.kill(before, "SIGKILL")
+      const error = yield* Fiber.join(running).pipe(Effect.flip, Effect.timeout("10 seconds"))
+      expect(error._tag).toBe("WorkerLost")
+      if (error._tag !== "WorkerLost") return
+      expect(error.signal).toBe("SIGKILL")
+      const after = yield* pid
+      expect(after).not.toBe(before)
+      expect(alive(before)).toBe(false)
+    }).pipe(Effect.provide(NodePython.layer())))
+
+  it.live("a pool keeps serving while one worker restarts", () =>
+    Effect.gen(function* () {
+      const [a] = yield* Python.workers
+      process.kill(a!.pid, "SIGKILL")
+      const results = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => py`return ${i}`, {
+        concurrency: 4
+      }).pipe(Effect.retry({ while: (e) => e._tag === "WorkerLost", times: 1 }))
+      expect(results).toEqual(Array.from({ length: 20 }, (_, i) => i))
+      yield* waitUntil(Python.workers, (ws) => ws.length === 2)
+    }).pipe(Effect.provide(NodePython.layer({ workers: 2 }))))
+
+  it.live("Effect.timeout interrupts a busy loop and a sleep in Python; the worker is reused", () =>
+    Effect.gen(function* () {
+      const before = yield* pid
+      const start = Date.now()
+      const spin = yield* py`while True: pass`.pipe(Effect.timeout("300 millis"), Effect.flip)
+      expect(spin._tag).toBe("TimeoutException")
+      const sleep = yield* py`import time; time.sleep(60)`.pipe(Effect.timeout("300 millis"), Effect.flip)
+      expect(sleep._tag).toBe("TimeoutException")
+      expect(Date.now() - start).toBeLessThan(10_000)
+      expect(yield* pid).toBe(before)
+      expect(yield* py`return "ready"`).toBe("ready")
+    }).pipe(Effect.provide(NodePython.layer())))
+
+  it.live("a drop that swallows the interrupt is killed after the grace period and its worker replaced", () =>
+    Effect.gen(function* () {
+      const before = yield* pid
+      const start = Date.now()
+      const result = yield* py`
+while True:
+    try:
+        while True:
+            pass
+    except BaseException:
+        pass
+`.pipe(Effect.timeout("200 millis"), Effect.either)
+      expect(result._tag).toBe("Left")
+      expect(Date.now() - start).toBeLessThan(10_000)
+      yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before)
+      expect(alive(before)).toBe(false)
+      expect(yield* pid).not.toBe(before)
+    }).pipe(Effect.provide(NodePython.layer({ interruptGrace: "1 second" }))))
+
+  it.live("drops queue while every worker is busy", () =>
+    Effect.gen(function* () {
+      const start = Date.now()
+      const out = yield* Effect.forEach([1, 2, 3, 4], (i) => py`import time; time.sleep(0.2); return ${i}`, {
+        concurrency: "unbounded"
+      })
+      expect(out).toEqual([1, 2, 3, 4])
+      // One worker running one drop at a time: at least 4 × 0.2 s.
+      expect(Date.now() - start).toBeGreaterThanOrEqual(790)
+    }).pipe(Effect.provide(NodePython.layer({ workers: 1 }))))
+
+  it.live("closing the layer's scope stops every worker", () =>
+    Effect.gen(function* () {
+      const pids = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ws = yield* Python.workers
+          return ws.map((w) => w.pid)
+        }).pipe(Effect.provide(NodePython.layer({ workers: 3 })))
+      )
+      expect(pids.length).toBe(3)
+      for (const p of pids) expect(alive(p)).toBe(false)
+    }))
+})
+
+describe("start-up", () => {
+  it.live("a nonexistent interpreter fails with WorkerStartupError NotFound", () =>
+    Effect.gen(function* () {
+      const e = yield* Effect.flip(Effect.provide(py`1`, NodePython.layer({ python: "/nonexistent/python3" })))
+      expect(e._tag).toBe("WorkerStartupError")
+      if (e._tag !== "WorkerStartupError") return
+      expect(e.reason).toBe("NotFound")
+      expect(e.message).toContain("/nonexistent/python3")
+    }))
+
+  it.live("an interpreter that exits at once fails with WorkerStartupError and its stderr", () =>
+    Effect.gen(function* () {
+      const e = yield* Effect.flip(Effect.provide(py`1`, NodePython.layer({ python: "false" })))
+      expect(e._tag).toBe("WorkerStartupError")
+      if (e._tag !== "WorkerStartupError") return
+      expect(e.reason).toBe("Exited")
+    }))
+
+  it.live("a worker that fails on import reports its stderr", () =>
+    Effect.gen(function* () {
+      const e = yield* Effect.flip(
+        Effect.provide(py`1`, NodePython.layer({ env: { PYTHONPATH: fileURLToPath(new URL("fixtures/broken", import.meta.url)) } }))
+      )
+      expect(e._tag).toBe("WorkerStartupError")
+      if (e._tag !== "WorkerStartupError") return
+      expect(e.reason).toBe("Exited")
+      expect(e.stderr).toContain("the sitecustomize of this test refuses to start")
+    }))
+})
+
+describe("parent death", () => {
+  it.live("workers exit when their Node parent is killed with SIGKILL", () =>
+    Effect.gen(function* () {
+      const script = fileURLToPath(new URL("fixtures/parent.ts", import.meta.url))
+      const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", script], {
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      const pids = yield* Effect.async<Array<number>>((resume) => {
+        let out = ""
+        child.stdout!.on("data", (d) => {
+          out += d
+          const m = out.match(/PIDS (.*)\n/)
+          if (m) resume(Effect.succeed(JSON.parse(m[1]!)))
+        })
+      }).pipe(Effect.timeout("60 seconds"))
+      expect(pids.length).toBe(2)
+      for (const p of pids) expect(alive(p)).toBe(true)
+      child.kill("SIGKILL")
+      yield* waitUntil(Effect.sync(() => pids.filter(alive)), (left) => left.length === 0)
+    }))
+})

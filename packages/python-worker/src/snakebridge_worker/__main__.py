@@ -1,0 +1,243 @@
+"""The worker process: `python -u -m snakebridge_worker`, protocol on fds 3 (in) and 4 (out)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import sys
+import threading
+import traceback
+from typing import Any
+
+import snakebridge
+
+from . import PROTOCOL_VERSION, codec
+from .protocol import FrameError, FrameReader, FrameWriter
+from .registry import HandleNotFound, Registry
+from .runner import Runner, describe
+
+REQUESTS_FD = 3
+REPLIES_FD = 4
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """On Linux, ask for SIGKILL when the parent dies, even if our channel stays open."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class HandleRef:
+    """A handle reference read by the reader thread, resolved by the main thread in order."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, hid: int) -> None:
+        self.id = hid
+
+
+def _ref(refs: list[HandleRef], hid: int) -> HandleRef:
+    ref = HandleRef(hid)
+    refs.append(ref)
+    return ref
+
+
+def resolve_refs(value: Any, registry: Registry) -> Any:
+    """Replaces every HandleRef in a decoded structure with its object."""
+    if isinstance(value, HandleRef):
+        return registry.get(value.id)
+    if isinstance(value, list):
+        return [resolve_refs(v, registry) for v in value]
+    if isinstance(value, tuple):
+        return tuple(resolve_refs(v, registry) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_refs(v, registry) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return {resolve_refs(v, registry) for v in value}
+    return value
+
+
+class Worker:
+    def __init__(self, writer: FrameWriter) -> None:
+        self.writer = writer
+        self.registry = Registry()
+        self.runner = Runner()
+        self.inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.lock = threading.RLock()  # re-entrant: the SIGINT handler runs on the main thread
+        self.running: int | None = None
+        self.cancel_target: int | None = None
+        self.cancelled: set[int] = set()
+        self.main_ident = threading.get_ident()
+
+    # -- the reader thread ---------------------------------------------------------
+
+    def read_loop(self, fd: int) -> None:
+        reader = FrameReader()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
+            try:
+                for body in reader.feed(chunk):
+                    refs: list[HandleRef] = []
+                    msg = codec.decode(body, codec.Handles(lambda hid: _ref(refs, hid)))
+                    if refs and isinstance(msg, dict):
+                        msg["refs"] = True
+                    self.dispatch(msg)
+            except (FrameError, codec.DecodeError) as e:
+                sys.stderr.write(f"snakebridge worker: protocol error on the request channel: {e}\n")
+                os._exit(2)
+
+    def dispatch(self, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            self.inbox.put({"t": "?", "raw": msg})
+            return
+        t = msg.get("t")
+        if t == "cancel":
+            self.cancel(msg.get("id"))
+        else:
+            # Releases go through the inbox too, so they apply in order with the requests before them.
+            self.inbox.put(msg)
+
+    def cancel(self, rid: Any) -> None:
+        with self.lock:
+            if rid == self.running:
+                self.cancel_target = rid
+                signal.pthread_kill(self.main_ident, signal.SIGINT)
+            else:
+                self.cancelled.add(rid)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        with self.lock:
+            hit = self.cancel_target is not None and self.cancel_target == self.running
+        if hit:
+            raise KeyboardInterrupt
+
+    # -- the main thread ------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            msg = self.inbox.get()
+            if msg is None:
+                return
+            t = msg.get("t")
+            if t == "release":
+                self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
+                continue
+            rid = msg.get("id")
+            if t not in ("run", "call") or not isinstance(rid, int):
+                self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
+                continue
+            with self.lock:
+                if rid in self.cancelled:
+                    self.cancelled.discard(rid)
+                    skip = True
+                else:
+                    self.running = rid
+                    skip = False
+            if skip:
+                self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"})
+                continue
+            reply: dict[str, Any] | None = None
+            try:
+                try:
+                    reply = self.execute(msg, rid)
+                finally:
+                    self.idle()
+            except KeyboardInterrupt:
+                # The interrupt may land after the drop finished, while clearing: its result stands.
+                self.idle()
+                if reply is None:
+                    reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
+            self.reply(reply)
+
+    def idle(self) -> None:
+        with self.lock:
+            self.running = None
+            self.cancel_target = None
+
+    def execute(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        mode = msg.get("mode")
+        filename: str | None = None
+        try:
+            args = msg.get("args")
+            if not isinstance(args, list):
+                return {"t": "err", "id": rid, "kind": "protocol", "message": "args must be an array"}
+            kwargs = msg.get("kwargs") or {}
+            if msg.get("refs"):
+                args = resolve_refs(args, self.registry)
+                kwargs = resolve_refs(kwargs, self.registry)
+            if msg["t"] == "run":
+                hash_ = msg.get("hash")
+                code = msg.get("code")
+                if not isinstance(hash_, str) or not (code is None or isinstance(code, str)):
+                    return {"t": "err", "id": rid, "kind": "protocol", "message": "run needs a hash and code"}
+                filename = f"<drop {hash_}>"
+                compiled = self.runner.compiled(hash_, code, len(args))
+                if compiled is None:
+                    return {"t": "err", "id": rid, "kind": "need_code", "message": f"code {hash_} is not cached"}
+                result = self.runner.run(compiled, args)
+            else:
+                target = msg.get("target")
+                if not isinstance(target, str) or not isinstance(kwargs, dict):
+                    return {"t": "err", "id": rid, "kind": "protocol", "message": "call needs a target and kwargs"}
+                result = Runner.resolve(target)(*args, **kwargs)
+        except HandleNotFound as e:
+            return {"t": "err", "id": rid, "kind": "handle", "handle": e.handle, "message": str(e)}
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - every failure of user code becomes a reply
+            return {"t": "err", "id": rid, **describe(e, filename)}
+        if mode == "handle":
+            return {"t": "ok", "id": rid, "value": self.registry.put(result)}
+        return {"t": "ok", "id": rid, "value": result}
+
+    def reply(self, reply: dict[str, Any]) -> None:
+        try:
+            body = codec.encode(reply)
+        except codec.EncodeError as e:
+            # Only "value" can fail: the path inside the message is ["value", ...].
+            body = codec.encode(
+                {"t": "err", "id": reply["id"], "kind": "encode", "path": e.path[1:], "message": e.message}
+            )
+        self.writer.write(body)
+
+
+def main() -> None:
+    die_with_parent()
+    writer = FrameWriter(REPLIES_FD)
+    worker = Worker(writer)
+    snakebridge._attach(worker.registry)
+    signal.signal(signal.SIGINT, worker.on_sigint)
+    writer.write(
+        codec.encode(
+            {
+                "t": "hello",
+                "protocol": PROTOCOL_VERSION,
+                "pid": os.getpid(),
+                "python": "%d.%d.%d" % sys.version_info[:3],
+                "executable": sys.executable,
+            }
+        )
+    )
+    threading.Thread(target=worker.read_loop, args=(REQUESTS_FD,), name="snakebridge-reader", daemon=True).start()
+    worker.serve()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)

@@ -1,0 +1,402 @@
+"""Values: MessagePack with the extension types of PROTOCOL.md, standard library only."""
+from __future__ import annotations
+
+import datetime as _dt
+import struct
+from collections.abc import Callable
+from typing import Any
+
+EXT_TIMESTAMP = -1
+EXT_BIGINT = 1
+EXT_SET = 2
+EXT_HANDLE = 3
+
+_UTC = _dt.timezone.utc
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+_B = struct.Struct(">B")
+_H = struct.Struct(">H")
+_I = struct.Struct(">I")
+_Q = struct.Struct(">Q")
+_b = struct.Struct(">b")
+_h = struct.Struct(">h")
+_i = struct.Struct(">i")
+_q = struct.Struct(">q")
+_d = struct.Struct(">d")
+_f = struct.Struct(">f")
+_TS96 = struct.Struct(">Iq")
+_TS64 = struct.Struct(">Q")
+
+Path = list  # list[str | int]
+
+
+class EncodeError(Exception):
+    """A value has no mapping; `path` names it."""
+
+    def __init__(self, path: list[str | int], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class DecodeError(Exception):
+    """The bytes are not a valid value."""
+
+
+class Handles:
+    """Resolves handle references while decoding."""
+
+    def __init__(self, resolve: Callable[[int], Any]) -> None:
+        self.resolve = resolve
+
+
+def encode(value: Any) -> bytes:
+    out = bytearray()
+    _Encoder(out).value(value, [], set())
+    return bytes(out)
+
+
+class _Encoder:
+    __slots__ = ("out",)
+
+    def __init__(self, out: bytearray) -> None:
+        self.out = out
+
+    def int_(self, n: int) -> None:
+        out = self.out
+        if 0 <= n:
+            if n < 0x80:
+                out.append(n)
+            elif n < 0x100:
+                out += b"\xcc" + _B.pack(n)
+            elif n < 0x10000:
+                out += b"\xcd" + _H.pack(n)
+            elif n < 0x100000000:
+                out += b"\xce" + _I.pack(n)
+            elif n < 0x10000000000000000:
+                out += b"\xcf" + _Q.pack(n)
+            else:
+                self.ext(EXT_BIGINT, str(n).encode("ascii"))
+        else:
+            if n >= -32:
+                out.append(n & 0xFF)
+            elif n >= -0x80:
+                out += b"\xd0" + _b.pack(n)
+            elif n >= -0x8000:
+                out += b"\xd1" + _h.pack(n)
+            elif n >= -0x80000000:
+                out += b"\xd2" + _i.pack(n)
+            elif n >= -0x8000000000000000:
+                out += b"\xd3" + _q.pack(n)
+            else:
+                self.ext(EXT_BIGINT, str(n).encode("ascii"))
+
+    def str_(self, s: str) -> None:
+        b = s.encode("utf-8", "surrogatepass")
+        n = len(b)
+        out = self.out
+        if n < 32:
+            out.append(0xA0 | n)
+        elif n < 0x100:
+            out += b"\xd9" + _B.pack(n)
+        elif n < 0x10000:
+            out += b"\xda" + _H.pack(n)
+        else:
+            out += b"\xdb" + _I.pack(n)
+        out += b
+
+    def bin_(self, b: bytes | bytearray | memoryview) -> None:
+        n = len(b) if not isinstance(b, memoryview) else b.nbytes
+        out = self.out
+        if n < 0x100:
+            out += b"\xc4" + _B.pack(n)
+        elif n < 0x10000:
+            out += b"\xc5" + _H.pack(n)
+        else:
+            out += b"\xc6" + _I.pack(n)
+        out += b if not isinstance(b, memoryview) else b.cast("B")
+
+    def array_header(self, n: int) -> None:
+        if n < 16:
+            self.out.append(0x90 | n)
+        elif n < 0x10000:
+            self.out += b"\xdc" + _H.pack(n)
+        else:
+            self.out += b"\xdd" + _I.pack(n)
+
+    def map_header(self, n: int) -> None:
+        if n < 16:
+            self.out.append(0x80 | n)
+        elif n < 0x10000:
+            self.out += b"\xde" + _H.pack(n)
+        else:
+            self.out += b"\xdf" + _I.pack(n)
+
+    def ext_header(self, code: int, n: int) -> None:
+        out = self.out
+        fixed = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}.get(n)
+        if fixed is not None:
+            out.append(fixed)
+        elif n < 0x100:
+            out += b"\xc7" + _B.pack(n)
+        elif n < 0x10000:
+            out += b"\xc8" + _H.pack(n)
+        else:
+            out += b"\xc9" + _I.pack(n)
+        out += _b.pack(code)
+
+    def ext(self, code: int, payload: bytes) -> None:
+        self.ext_header(code, len(payload))
+        self.out += payload
+
+    def value(self, v: Any, path: list[str | int], seen: set[int]) -> None:
+        t = type(v)
+        if v is None:
+            self.out.append(0xC0)
+        elif t is bool:
+            self.out.append(0xC3 if v else 0xC2)
+        elif t is int:
+            self.int_(v)
+        elif t is float:
+            self.out += b"\xcb" + _d.pack(v)
+        elif t is str:
+            self.str_(v)
+        elif t is bytes or t is bytearray or t is memoryview:
+            self.bin_(v)
+        elif t is list or t is tuple:
+            self.container(v, path, seen, self.seq)
+        elif t is dict:
+            self.container(v, path, seen, self.dict_)
+        elif t is set or t is frozenset:
+            self.container(v, path, seen, self.set_)
+        elif t is _dt.datetime:
+            self.datetime_(v)
+        elif isinstance(v, bool):
+            self.out.append(0xC3 if v else 0xC2)
+        elif isinstance(v, int):
+            self.int_(int(v))
+        elif isinstance(v, float):
+            self.out += b"\xcb" + _d.pack(float(v))
+        elif isinstance(v, str):
+            self.str_(str(v))
+        elif isinstance(v, (list, tuple)):
+            self.container(v, path, seen, self.seq)
+        elif isinstance(v, dict):
+            self.container(v, path, seen, self.dict_)
+        elif isinstance(v, (set, frozenset)):
+            self.container(v, path, seen, self.set_)
+        elif isinstance(v, _dt.datetime):
+            self.datetime_(v)
+        else:
+            raise EncodeError(list(path), f"a {t.__module__}.{t.__qualname__} has no mapping to TypeScript")
+
+    def container(self, v: Any, path: list[str | int], seen: set[int], write: Callable[..., None]) -> None:
+        key = id(v)
+        if key in seen:
+            raise EncodeError(list(path), "a cycle cannot cross to TypeScript")
+        seen.add(key)
+        try:
+            write(v, path, seen)
+        finally:
+            seen.discard(key)
+
+    def seq(self, v: list[Any] | tuple[Any, ...], path: list[str | int], seen: set[int]) -> None:
+        self.array_header(len(v))
+        value = self.value
+        for i, x in enumerate(v):
+            path.append(i)
+            value(x, path, seen)
+            path.pop()
+
+    def dict_(self, v: dict[Any, Any], path: list[str | int], seen: set[int]) -> None:
+        self.map_header(len(v))
+        value = self.value
+        for k, x in v.items():
+            path.append(k if isinstance(k, (str, int)) and not isinstance(k, bool) else repr(k))
+            value(k, path, seen)
+            value(x, path, seen)
+            path.pop()
+
+    def set_(self, v: set[Any] | frozenset[Any], path: list[str | int], seen: set[int]) -> None:
+        inner = _Encoder(bytearray())
+        inner.array_header(len(v))
+        for i, x in enumerate(v):
+            path.append(i)
+            inner.value(x, path, seen)
+            path.pop()
+        self.ext(EXT_SET, bytes(inner.out))
+
+    def datetime_(self, v: _dt.datetime) -> None:
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=_UTC)
+        delta = v - _EPOCH
+        seconds = delta.days * 86400 + delta.seconds
+        self.ext(EXT_TIMESTAMP, _TS96.pack(delta.microseconds * 1000, seconds))
+
+
+def decode(data: bytes | bytearray | memoryview, handles: Handles | None = None) -> Any:
+    d = _Decoder(memoryview(data).cast("B") if not isinstance(data, bytes) else data, handles)
+    v = d.value()
+    if d.pos != len(d.buf):
+        raise DecodeError(f"{len(d.buf) - d.pos} trailing bytes after the value")
+    return v
+
+
+class _Decoder:
+    __slots__ = ("buf", "pos", "handles")
+
+    def __init__(self, buf: Any, handles: Handles | None) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.handles = handles
+
+    def take(self, n: int) -> Any:
+        start = self.pos
+        end = start + n
+        if end > len(self.buf):
+            raise DecodeError("truncated MessagePack value")
+        self.pos = end
+        return self.buf[start:end]
+
+    def unpack(self, s: struct.Struct) -> Any:
+        start = self.pos
+        if start + s.size > len(self.buf):
+            raise DecodeError("truncated MessagePack value")
+        self.pos = start + s.size
+        return s.unpack_from(self.buf, start)[0]
+
+    def value(self) -> Any:
+        if self.pos >= len(self.buf):
+            raise DecodeError("truncated MessagePack value")
+        b = self.buf[self.pos]
+        self.pos += 1
+        if b < 0x80:
+            return b
+        if b >= 0xE0:
+            return b - 0x100
+        if b <= 0x8F:
+            return self.map_(b & 0x0F)
+        if b <= 0x9F:
+            return self.array(b & 0x0F)
+        if b <= 0xBF:
+            return self.str_(b & 0x1F)
+        if b == 0xC0:
+            return None
+        if b == 0xC2:
+            return False
+        if b == 0xC3:
+            return True
+        handler = _DISPATCH.get(b)
+        if handler is None:
+            raise DecodeError(f"invalid MessagePack type byte 0x{b:02x}")
+        return handler(self)
+
+    def str_(self, n: int) -> str:
+        try:
+            return bytes(self.take(n)).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise DecodeError(f"invalid UTF-8 in a string: {e}") from None
+
+    def bin_(self, n: int) -> bytes:
+        return bytes(self.take(n))
+
+    def array(self, n: int) -> list[Any]:
+        if self.pos + n > len(self.buf):
+            raise DecodeError("truncated MessagePack value")
+        value = self.value
+        return [value() for _ in range(n)]
+
+    def map_(self, n: int) -> dict[Any, Any]:
+        if self.pos + 2 * n > len(self.buf):
+            raise DecodeError("truncated MessagePack value")
+        out: dict[Any, Any] = {}
+        value = self.value
+        for _ in range(n):
+            k = value()
+            if isinstance(k, list):
+                k = _hashable(k)
+            try:
+                out[k] = value()
+            except TypeError:
+                raise DecodeError(f"a map key of type {type(k).__name__} is not hashable in Python") from None
+        return out
+
+    def ext(self, n: int) -> Any:
+        code = self.unpack(_b)
+        start = self.pos
+        payload = self.take(n)
+        if code == EXT_TIMESTAMP:
+            return _timestamp(bytes(payload))
+        if code == EXT_BIGINT:
+            text = bytes(payload).decode("ascii", "replace")
+            try:
+                return int(text)
+            except ValueError:
+                raise DecodeError(f"invalid bigint payload {text!r}") from None
+        if code == EXT_SET:
+            self.pos = start
+            elements = self.value()
+            if self.pos != start + n or not isinstance(elements, list):
+                raise DecodeError("invalid set payload")
+            try:
+                return {_hashable(e) if isinstance(e, list) else e for e in elements}
+            except TypeError:
+                raise DecodeError("a set element is not hashable in Python") from None
+        if code == EXT_HANDLE:
+            self.pos = start
+            hid = self.value()
+            if self.pos != start + n or not isinstance(hid, int):
+                raise DecodeError("invalid handle payload")
+            if self.handles is None:
+                raise DecodeError("a handle reference where none is allowed")
+            return self.handles.resolve(hid)
+        raise DecodeError(f"unknown extension type {code}")
+
+
+def _hashable(v: list[Any]) -> tuple[Any, ...]:
+    return tuple(_hashable(x) if isinstance(x, list) else x for x in v)
+
+
+def _timestamp(p: bytes) -> _dt.datetime:
+    if len(p) == 4:
+        sec, nsec = _I.unpack(p)[0], 0
+    elif len(p) == 8:
+        v = _TS64.unpack(p)[0]
+        nsec, sec = v >> 34, v & 0x3FFFFFFFF
+    elif len(p) == 12:
+        nsec, sec = _TS96.unpack(p)
+    else:
+        raise DecodeError(f"invalid timestamp length {len(p)}")
+    return _EPOCH + _dt.timedelta(seconds=sec, microseconds=nsec // 1000)
+
+
+_DISPATCH: dict[int, Callable[[_Decoder], Any]] = {
+    0xC4: lambda d: d.bin_(d.unpack(_B)),
+    0xC5: lambda d: d.bin_(d.unpack(_H)),
+    0xC6: lambda d: d.bin_(d.unpack(_I)),
+    0xC7: lambda d: d.ext(d.unpack(_B)),
+    0xC8: lambda d: d.ext(d.unpack(_H)),
+    0xC9: lambda d: d.ext(d.unpack(_I)),
+    0xCA: lambda d: d.unpack(_f),
+    0xCB: lambda d: d.unpack(_d),
+    0xCC: lambda d: d.unpack(_B),
+    0xCD: lambda d: d.unpack(_H),
+    0xCE: lambda d: d.unpack(_I),
+    0xCF: lambda d: d.unpack(_Q),
+    0xD0: lambda d: d.unpack(_b),
+    0xD1: lambda d: d.unpack(_h),
+    0xD2: lambda d: d.unpack(_i),
+    0xD3: lambda d: d.unpack(_q),
+    0xD4: lambda d: d.ext(1),
+    0xD5: lambda d: d.ext(2),
+    0xD6: lambda d: d.ext(4),
+    0xD7: lambda d: d.ext(8),
+    0xD8: lambda d: d.ext(16),
+    0xD9: lambda d: d.str_(d.unpack(_B)),
+    0xDA: lambda d: d.str_(d.unpack(_H)),
+    0xDB: lambda d: d.str_(d.unpack(_I)),
+    0xDC: lambda d: d.array(d.unpack(_H)),
+    0xDD: lambda d: d.array(d.unpack(_I)),
+    0xDE: lambda d: d.map_(d.unpack(_H)),
+    0xDF: lambda d: d.map_(d.unpack(_I)),
+}

@@ -1,0 +1,190 @@
+"""Compiling and running drops and calls."""
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import importlib
+import linecache
+import os
+import textwrap
+import traceback
+import types
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+FUNCTION = "__snakebridge_drop__"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True)
+class Compiled:
+    function: types.FunctionType
+    is_async: bool
+    filename: str
+
+
+def slot(i: int) -> str:
+    return f"_sb_{i}"
+
+
+class _AwaitFinder(ast.NodeVisitor):
+    """Finds await / async for / async with at the top level of a drop (not in nested scopes)."""
+
+    found = False
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self.found = True
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
+        self.found = True
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> None:
+        self.found = True
+
+    def _skip(self, node: ast.AST) -> None:
+        return None
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = _skip  # type: ignore[assignment]
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        if node.is_async:
+            self.found = True
+        self.generic_visit(node)
+
+
+def compile_drop(code: str, nargs: int, filename: str) -> Compiled:
+    """Wraps the drop's statements in a function; line numbers stay those of the code text."""
+    source = textwrap.dedent(code)
+    module = ast.parse(source, filename=filename, mode="exec")
+    body = module.body
+    if body and isinstance(body[-1], ast.Expr):
+        last = body[-1]
+        body[-1] = ast.copy_location(ast.Return(value=last.value), last)
+    if not body:
+        body = [ast.Pass()]
+    finder = _AwaitFinder()
+    for stmt in body:
+        finder.visit(stmt)
+    args = ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(arg=slot(i)) for i in range(nargs)],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
+    )
+    cls = ast.AsyncFunctionDef if finder.found else ast.FunctionDef
+    fn = cls(name=FUNCTION, args=args, body=body, decorator_list=[], returns=None, type_params=[])  # type: ignore[call-arg]
+    fn.lineno = 1
+    fn.col_offset = 0
+    wrapper = ast.Module(body=[fn], type_ignores=[])
+    ast.fix_missing_locations(wrapper)
+    code_obj = builtins.compile(wrapper, filename, "exec")
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict[str, Any] = {"__name__": "__snakebridge_drop__", "__builtins__": builtins}
+    exec(code_obj, namespace)
+    return Compiled(namespace[FUNCTION], finder.found, filename)
+
+
+class CodeCache:
+    """Bounded LRU of compiled drops, keyed by the code's hash."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, Compiled] = OrderedDict()
+
+    def get(self, key: str) -> Compiled | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, value: Compiled) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            _, old = self._items.popitem(last=False)
+            linecache.cache.pop(old.filename, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Runner:
+    """Runs compiled drops and calls; async drops share one persistent event loop."""
+
+    def __init__(self, cache_size: int = 1024) -> None:
+        self.cache = CodeCache(cache_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def compiled(self, hash_: str, code: str | None, nargs: int) -> Compiled | None:
+        found = self.cache.get(f"{hash_}/{nargs}")
+        if found is None and code is not None:
+            found = compile_drop(code, nargs, f"<drop {hash_}>")
+            self.cache.put(f"{hash_}/{nargs}", found)
+        return found
+
+    def run(self, compiled: Compiled, args: list[Any]) -> Any:
+        if not compiled.is_async:
+            return compiled.function(*args)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.new_event_loop()
+        task = loop.create_task(compiled.function(*args))
+        try:
+            return loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                try:
+                    loop.run_until_complete(task)
+                except BaseException:
+                    pass
+            raise
+
+    @staticmethod
+    def resolve(target: str) -> Any:
+        """Imports the longest importable module prefix of `target` and walks the rest as attributes."""
+        parts = target.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            name = ".".join(parts[:cut])
+            try:
+                obj: Any = importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name is not None and not name.startswith(e.name) and e.name != name:
+                    raise
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+            return obj
+        return getattr(builtins, target)
+
+
+def type_name(exc: BaseException) -> str:
+    t = type(exc)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def describe(exc: BaseException, filename: str | None) -> dict[str, Any]:
+    """The `exception` reply for `exc`: the traceback from the drop's own frames, and its line there."""
+    tb = exc.__traceback__
+    # Skip the worker's frames: start at the first frame of the drop (or of user code for a call).
+    while tb is not None and filename is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    if tb is None:
+        tb = exc.__traceback__
+        while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _HERE:
+            tb = tb.tb_next
+    line: int | None = None
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        line = exc.lineno
+    walk = tb
+    while walk is not None:
+        if filename is not None and walk.tb_frame.f_code.co_filename == filename:
+            line = walk.tb_lineno
+        walk = walk.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return {"kind": "exception", "type": type_name(exc), "message": str(exc), "traceback": text, "line": line}
