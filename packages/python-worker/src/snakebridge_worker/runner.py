@@ -149,18 +149,21 @@ class Runner:
     def resolve(target: str) -> Any:
         """Imports the longest importable module prefix of `target` and walks the rest as attributes."""
         parts = target.split(".")
+        if len(parts) == 1:
+            return getattr(builtins, target)
         for cut in range(len(parts) - 1, 0, -1):
             name = ".".join(parts[:cut])
             try:
                 obj: Any = importlib.import_module(name)
             except ModuleNotFoundError as e:
-                if e.name is not None and not name.startswith(e.name) and e.name != name:
+                # Only "this prefix is not a module" moves on; a module that fails inside raises.
+                if e.name is None or not name.startswith(e.name):
                     raise
                 continue
             for attr in parts[cut:]:
                 obj = getattr(obj, attr)
             return obj
-        return getattr(builtins, target)
+        raise ModuleNotFoundError(f"No module named {parts[0]!r}", name=parts[0])
 
 
 def type_name(exc: BaseException) -> str:

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import os
+import select
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snakebridge_worker import codec
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+# Moves the pipe ends to fds 3 and 4 (via fresh copies, so the two cannot clobber each
+# other), then becomes the worker exactly as Node starts it.
+_EXEC_ON_FDS = (
+    "import fcntl, os, sys\n"
+    "r, w = (fcntl.fcntl(int(a), fcntl.F_DUPFD_CLOEXEC, 10) for a in sys.argv[1:3])\n"
+    "os.dup2(r, 3); os.dup2(w, 4)\n"
+    "os.execv(sys.executable, [sys.executable, '-u', '-m', 'snakebridge_worker'])\n"
+)
+
+
+class WorkerProcess:
+    """A real worker subprocess with its protocol on fds 3 and 4, as Node starts it."""
+
+    def __init__(self) -> None:
+        r3, self.w3 = os.pipe()
+        self.r4, w4 = os.pipe()
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        env["PYTHONPATH"] = str(SRC)
+        env["SNAKEBRIDGE_WORKER_ID"] = "7"
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _EXEC_ON_FDS, str(r3), str(w4)],
+            env=env,
+            pass_fds=(r3, w4),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        os.close(r3)
+        os.close(w4)
+        self.buf = b""
+        self.hello = self.recv()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        body = codec.encode(msg)
+        os.write(self.w3, struct.pack(">I", len(body)) + body)
+
+    def recv(self, timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = struct.unpack(">I", self.buf[:4])
+                if len(self.buf) >= 4 + n:
+                    body, self.buf = self.buf[4 : 4 + n], self.buf[4 + n :]
+                    return codec.decode(body)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no reply from the worker")
+            ready, _, _ = select.select([self.r4], [], [], left)
+            if ready:
+                chunk = os.read(self.r4, 1 << 16)
+                if not chunk:
+                    err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else b""
+                    raise EOFError(f"the worker closed its reply channel: {err.decode(errors='replace')}")
+                self.buf += chunk
+
+    def run(self, rid: int, code: str, *args: Any, mode: str = "value", hash_: str | None = None) -> Any:
+        self.send({"t": "run", "id": rid, "hash": hash_ or f"h{abs(hash(code))}", "code": code, "args": list(args), "mode": mode})
+        return self.recv()
+
+    def close(self) -> None:
+        try:
+            os.close(self.w3)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self.r4)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def worker() -> Iterator[WorkerProcess]:
+    w = WorkerProcess()
+    try:
+        yield w
+    finally:
+        w.close()

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from snakebridge_worker import codec
+
+
+def rt(v):
+    return codec.decode(codec.encode(v))
+
+
+@pytest.mark.parametrize(
+    "v",
+    [None, True, False, 0, 1, -1, 127, 128, -32, -33, 255, 256, 65535, 65536, 2**32, 2**63 - 1, 2**64 - 1, -(2**63),
+     1.5, -0.25, "", "héllo\x00🐍", "x" * 70000, b"", b"\x00\xff", [1, [2, [3]]], {"a": {"b": [None]}}],
+)
+def test_round_trips_plain_values(v):
+    assert rt(v) == v and type(rt(v)) is type(v)
+
+
+def test_floats_keep_nan_infinities_and_negative_zero():
+    assert math.isnan(rt(float("nan")))
+    assert rt(float("inf")) == float("inf") and rt(float("-inf")) == float("-inf")
+    assert math.copysign(1.0, rt(-0.0)) == -1.0
+    assert isinstance(rt(3.0), float)
+
+
+def test_big_integers_use_the_bigint_extension_both_signs():
+    for n in (2**64, 2**200, -(2**63) - 1, -(2**150)):
+        data = codec.encode(n)
+        assert data[0] in (0xC7, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8)
+        assert rt(n) == n
+
+
+def test_python_shapes_map_to_their_nearest_value():
+    assert rt((1, 2)) == [1, 2]
+    assert rt(bytearray(b"ab")) == b"ab"
+    assert rt(memoryview(b"abc")) == b"abc"
+    assert rt({1, 2}) == {1, 2}
+    assert rt(frozenset([3])) == {3}
+    assert rt({(1, 2): "a"}) == {(1, 2): "a"}
+    assert rt({1: "one"}) == {1: "one"}
+
+
+def test_datetimes_are_utc_and_naive_ones_are_taken_as_utc():
+    aware = dt.datetime(2024, 2, 29, 12, 34, 56, 789000, tzinfo=dt.timezone.utc)
+    assert rt(aware) == aware
+    plus2 = dt.datetime(2024, 1, 1, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert rt(plus2) == plus2 and rt(plus2).tzinfo == dt.timezone.utc
+    assert rt(dt.datetime(2020, 1, 2, 3, 4, 5)) == dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert rt(dt.datetime(1960, 1, 1, tzinfo=dt.timezone.utc)).year == 1960
+
+
+def test_reads_the_32_and_64_bit_timestamp_forms():
+    assert codec.decode(b"\xd6\xff" + (86400).to_bytes(4, "big")) == dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc)
+    v = (500_000_000 << 34) | 1
+    assert codec.decode(b"\xd7\xff" + v.to_bytes(8, "big")) == dt.datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=dt.timezone.utc)
+
+
+def test_encode_errors_name_the_path_of_the_value():
+    with pytest.raises(codec.EncodeError) as e:
+        codec.encode({"rows": [1, {"when": object()}]})
+    assert e.value.path == ["rows", 1, "when"]
+    with pytest.raises(codec.EncodeError) as e:
+        codec.encode([dt.date(2020, 1, 1)])
+    assert e.value.path == [0] and "date" in e.value.message
+
+
+def test_cycles_fail_with_a_path_instead_of_recursing_forever():
+    a: list = [1]
+    a.append({"back": a})
+    with pytest.raises(codec.EncodeError) as e:
+        codec.encode(a)
+    assert e.value.path == [1, "back"] and "cycle" in e.value.message
+
+
+def test_shared_references_are_not_cycles():
+    shared = [1]
+    assert rt([shared, shared]) == [[1], [1]]
+
+
+def test_malformed_input_is_a_decode_error():
+    good = codec.encode({"a": [1, 2, 3]})
+    for bad in (good[:-1], good + b"\x00", b"\xc1", b"\xdd\xff\xff\xff\xff", b"\xd9\x05ab", b"\xa2\xff\xfe"):
+        with pytest.raises(codec.DecodeError):
+            codec.decode(bad)
+
+
+def test_handle_references_resolve_through_the_callback():
+    data = b"\xd4\x03\x05"  # ext 3, payload int 5
+    assert codec.decode(data, codec.Handles(lambda hid: f"object {hid}")) == "object 5"
+    with pytest.raises(codec.DecodeError):
+        codec.decode(data)
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(values)
+def test_round_trip_property(v):
+    assert rt(v) == v

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from conftest import WorkerProcess
+
+
+def test_handshake(worker: WorkerProcess):
+    assert worker.hello["t"] == "hello" and worker.hello["protocol"] == 1
+    assert worker.hello["pid"] == worker.proc.pid
+
+
+def test_run_and_call(worker: WorkerProcess):
+    assert worker.run(1, "return _sb_0 + 1", 41) == {"t": "ok", "id": 1, "value": 42}
+    worker.send({"t": "call", "id": 2, "target": "builtins.sorted", "args": [[3, 1, 2]], "kwargs": {"reverse": True}, "mode": "value"})
+    assert worker.recv() == {"t": "ok", "id": 2, "value": [3, 2, 1]}
+
+
+def test_handles_bind_release_and_count(worker: WorkerProcess):
+    made = worker.run(1, "return {'k': _sb_0}", 5, mode="handle")
+    hid = made["value"]
+    assert isinstance(hid, int)
+    body = {"t": "run", "id": 2, "hash": "use", "code": "import snakebridge\nreturn [_sb_0['k'], snakebridge.live_handles(), snakebridge.worker_id()]", "mode": "value", "args": [_Ref(hid)]}
+    worker.send(body)
+    assert worker.recv()["value"] == [5, 1, "7"]
+    worker.send({"t": "release", "ids": [hid]})
+    assert worker.run(3, "import snakebridge\nreturn snakebridge.live_handles()") ["value"] == 0
+    worker.send({**body, "id": 4})
+    reply = worker.recv()
+    assert reply["kind"] == "handle" and reply["handle"] == hid
+
+
+class _Ref:
+    """A handle reference (ext 3, payload the id as a MessagePack int) as Node sends it.
+
+    The worker's codec only decodes references, so the test teaches its encoder to write one.
+    """
+
+    def __init__(self, hid: int) -> None:
+        self.hid = hid
+
+
+def _encode_ref_patch():
+    from snakebridge_worker import codec
+
+    original = codec._Encoder.value
+
+    def value(self, v, path, seen):
+        if isinstance(v, _Ref):
+            inner = codec._Encoder(bytearray())
+            inner.int_(v.hid)
+            self.ext(codec.EXT_HANDLE, bytes(inner.out))
+        else:
+            original(self, v, path, seen)
+
+    codec._Encoder.value = value
+
+
+_encode_ref_patch()
+
+
+def test_need_code_when_the_hash_is_unknown(worker: WorkerProcess):
+    worker.send({"t": "run", "id": 1, "hash": "never-sent", "code": None, "args": [], "mode": "value"})
+    assert worker.recv()["kind"] == "need_code"
+    assert worker.run(2, "return 'x'", hash_="known")["value"] == "x"
+    worker.send({"t": "run", "id": 3, "hash": "known", "code": None, "args": [], "mode": "value"})
+    assert worker.recv()["value"] == "x"
+
+
+def test_print_goes_to_stdout_and_never_into_replies(worker: WorkerProcess):
+    reply = worker.run(1, "print('hello'); print('x' * 1000); return 'ok'")
+    assert reply == {"t": "ok", "id": 1, "value": "ok"}
+    assert worker.proc.stdout is not None
+    assert worker.proc.stdout.readline() == b"hello\n"
+    assert worker.proc.stdout.readline() == b"x" * 1000 + b"\n"
+
+
+def test_cancel_interrupts_a_sleep_and_a_busy_loop_and_the_worker_serves_on(worker: WorkerProcess):
+    for rid, code in ((1, "import time\ntime.sleep(60)"), (2, "while True:\n    pass")):
+        worker.send({"t": "run", "id": rid, "hash": f"c{rid}", "code": code, "args": [], "mode": "value"})
+        time.sleep(0.2)
+        start = time.monotonic()
+        worker.send({"t": "cancel", "id": rid})
+        reply = worker.recv(timeout=5)
+        assert reply["id"] == rid and reply["kind"] == "interrupted"
+        assert time.monotonic() - start < 2
+    assert worker.run(3, "return 'alive'")["value"] == "alive"
+
+
+def test_cancel_of_a_queued_request_skips_it(worker: WorkerProcess):
+    worker.send({"t": "run", "id": 1, "hash": "slow", "code": "import time\ntime.sleep(0.3)\nreturn 1", "args": [], "mode": "value"})
+    worker.send({"t": "run", "id": 2, "hash": "side", "code": "import builtins\nbuiltins.ran = True", "args": [], "mode": "value"})
+    worker.send({"t": "cancel", "id": 2})
+    assert worker.recv()["value"] == 1
+    assert worker.recv() == {"t": "err", "id": 2, "kind": "interrupted", "message": "cancelled before it ran"}
+    assert worker.run(3, "import builtins\nreturn getattr(builtins, 'ran', False)")["value"] is False
+
+
+def test_a_late_cancel_does_not_hit_the_next_request(worker: WorkerProcess):
+    assert worker.run(1, "return 1")["value"] == 1
+    worker.send({"t": "cancel", "id": 1})
+    assert worker.run(2, "import time\ntime.sleep(0.2)\nreturn 2")["value"] == 2
+
+
+def test_encode_error_reply_names_the_path(worker: WorkerProcess):
+    reply = worker.run(1, "return {'rows': [1, object()]}")
+    assert reply["kind"] == "encode" and reply["path"] == ["rows", 1]
+
+
+def test_exceptions_become_typed_replies(worker: WorkerProcess):
+    reply = worker.run(1, "x = 1\nraise RuntimeError('boom')")
+    assert reply["kind"] == "exception" and reply["type"] == "RuntimeError" and reply["line"] == 2
+    reply = worker.run(2, "import sys\nsys.exit(3)")
+    assert reply["kind"] == "exception" and reply["type"] == "SystemExit"
+
+
+def test_eof_on_the_request_channel_ends_the_worker_even_mid_drop(worker: WorkerProcess):
+    worker.send({"t": "run", "id": 1, "hash": "spin", "code": "while True:\n    pass", "args": [], "mode": "value"})
+    time.sleep(0.2)
+    os.close(worker.w3)
+    assert worker.proc.wait(5) == 0
+
+
+def test_a_malformed_request_frame_ends_the_worker_with_a_message():
+    w = WorkerProcess()
+    try:
+        os.write(w.w3, b"\x00\x00\x00\x02\xc1\xc1")
+        assert w.proc.wait(5) == 2
+        assert w.proc.stderr is not None and b"protocol error" in w.proc.stderr.read()
+    finally:
+        w.close()
+
+
+def test_unknown_messages_get_a_protocol_reply(worker: WorkerProcess):
+    worker.send({"t": "frobnicate", "id": 9})
+    assert worker.recv()["kind"] == "protocol"
+    ready, _, _ = select.select([], [], [], 0)
+    assert ready == []
