@@ -30,27 +30,34 @@ const PathSegment = Schema.Union(Schema.String, Schema.Number)
  * @since 0.1.0
  * @category errors
  */
+const pythonExceptionFields = {
+  type: Schema.String,
+  message: Schema.String,
+  traceback: Schema.String,
+  line: Schema.optional(Schema.Number),
+  location: Schema.optional(Schema.String),
+  /** The TypeScript lines of every drop frame of the traceback, innermost first. */
+  locations: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  workerId: Schema.Number
+}
+
 export class PythonException extends Schema.TaggedError<PythonException>("@snakebridge/core/PythonException")(
   "PythonException",
-  {
-    type: Schema.String,
-    message: Schema.String,
-    traceback: Schema.String,
-    line: Schema.optional(Schema.Number),
-    location: Schema.optional(Schema.String),
-    workerId: Schema.Number
-  }
+  pythonExceptionFields
 ) {
   readonly [TypeId]: TypeId = TypeId
 
-  /**
-   * A stack that reads like a native one: the Python traceback, then the
-   * TypeScript line where the failing Python line was written.
-   */
-  override get stack(): string {
-    const head = `PythonException: ${this.type}: ${this.message}`
+  constructor(props: Schema.Struct.Constructor<typeof pythonExceptionFields>, options?: Schema.MakeOptions) {
+    super(props, options)
+    // Every Error gets an own `stack` when constructed; replace it with one that reads like a
+    // native stack: the Python traceback, then the TypeScript lines of the drop frames.
     const py = this.traceback.trimEnd().split("\n").map((l) => `    ${l}`).join("\n")
-    return this.location === undefined ? `${head}\n${py}` : `${head}\n${py}\n    at ${this.location}`
+    const at = this.locations.map((l) => `\n    at ${l}`).join("")
+    Object.defineProperty(this, "stack", {
+      value: `PythonException: ${this.type}: ${this.message}\n${py}${at}`,
+      writable: true,
+      configurable: true
+    })
   }
 }
 

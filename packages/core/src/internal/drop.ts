@@ -12,6 +12,8 @@ export const DropTypeId: unique symbol = Symbol.for("@snakebridge/core/Drop")
 export const slotName = (i: number): string => `_sb_${i}`
 
 const templates = new WeakMap<TemplateStringsArray, Source>()
+/** Where each template was written, by code hash; as many entries as `py` call sites. */
+const sites = new Map<string, { readonly file: string; readonly line: number }>()
 
 export class DropImpl extends Effectable.Class<unknown, DropError, Python> implements Drop {
   readonly [DropTypeId]: typeof DropTypeId = DropTypeId
@@ -78,6 +80,7 @@ export const compileTemplate = (strings: TemplateStringsArray, stack?: string): 
     line: site?.line
   }
   templates.set(strings, source)
+  if (site !== undefined) sites.set(source.hash, site)
   return source
 }
 
@@ -97,6 +100,25 @@ export const locate = (source: Source, line: number | undefined): string | undef
   source._tag === "Code" && source.file !== undefined && source.line !== undefined && line !== undefined
     ? `${source.file}:${source.line + line - 1}`
     : undefined
+
+const DROP_FRAME = /File "<drop ([0-9a-f]+)>", line (\d+)/g
+
+/**
+ * Rewrites the drop frames of a Python traceback (`File "<drop HASH>", line N`) to the
+ * TypeScript file and line where that line is written, for drops of this process; returns
+ * the rewritten text and those locations, innermost first.
+ */
+export const mapTraceback = (traceback: string): { readonly text: string; readonly locations: Array<string> } => {
+  const locations: Array<string> = []
+  const text = traceback.replace(DROP_FRAME, (frame, hash: string, line: string) => {
+    const site = sites.get(hash)
+    if (site === undefined) return frame
+    const at = site.line + Number(line) - 1
+    locations.push(`${site.file}:${at}`)
+    return `File "${site.file}", line ${at}`
+  })
+  return { text, locations: locations.reverse() }
+}
 
 export const returning: {
   <A, I, R>(schema: Schema.Schema<A, I, R>): (self: Drop) => Effect.Effect<A, DropError | ParseError, Python | R>

@@ -11,7 +11,7 @@ import {
 } from "../PythonError.js"
 import { EncodeFailure, Encoder } from "./codec.js"
 import * as Connection from "./connection.js"
-import { locate } from "./drop.js"
+import { locate, mapTraceback } from "./drop.js"
 import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
 import type { Pool } from "./pool.js"
 import { encodeCall, encodeRun, type Mode, type Reply } from "./protocol.js"
@@ -64,12 +64,14 @@ const failure = (drop: Drop, conn: Connection.Connection, reply: Reply & { t: "e
   switch (reply.kind) {
     case "exception": {
       const line = reply.line ?? undefined
+      const mapped = mapTraceback(reply.traceback)
       return new PythonException({
         type: reply.type,
         message: reply.message,
-        traceback: reply.traceback,
+        traceback: mapped.text,
         line,
-        location: locate(drop.source, line),
+        location: mapped.locations[0] ?? locate(drop.source, line),
+        locations: mapped.locations,
         workerId: conn.workerId
       })
     }
