@@ -83,8 +83,8 @@ export class WorkerLost extends Schema.TaggedError<WorkerLost>("@snakebridge/cor
 }
 
 /**
- * A worker could not start: the interpreter was not found, is too old, exited
- * during start-up, or did not complete the handshake in time.
+ * A worker could not start: the interpreter was not found, is too old, lacks a
+ * required module, exited during start-up, or did not complete the handshake in time.
  *
  * @since 0.1.0
  * @category errors
@@ -92,7 +92,7 @@ export class WorkerLost extends Schema.TaggedError<WorkerLost>("@snakebridge/cor
 export class WorkerStartupError extends Schema.TaggedError<WorkerStartupError>(
   "@snakebridge/core/WorkerStartupError"
 )("WorkerStartupError", {
-  reason: Schema.Literal("NotFound", "Version", "Exited", "Timeout", "Handshake"),
+  reason: Schema.Literal("NotFound", "Version", "Requirement", "Exited", "Timeout", "Handshake"),
   python: Schema.String,
   detail: Schema.String,
   stderr: Schema.optional(Schema.String)

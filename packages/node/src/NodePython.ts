@@ -27,6 +27,8 @@ export interface Options extends WorkerPool.Options {
   readonly cwd?: string
   /** Extra environment variables for the workers (added to this process's). */
   readonly env?: Record<string, string>
+  /** Modules the interpreter must be able to import (checked once, before any worker starts). */
+  readonly requires?: ReadonlyArray<string>
   /** Time a worker has to exit when its pool closes, before SIGKILL. Default 2 s. */
   readonly shutdownGrace?: Duration.DurationInput
 }
@@ -44,7 +46,7 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
       const cwd = options.cwd ?? process.cwd()
       const env = { ...process.env, ...options.env }
       const choice = yield* interpreter.choose(options.python, cwd)
-      const chosen = yield* interpreter.probe(choice, cwd, env)
+      const chosen = yield* interpreter.probe(choice, cwd, env, options.requires)
       yield* Effect.logInfo(
         `snakebridge: Python ${chosen.version} at ${chosen.executable} (from ${chosen.source}: ${chosen.requested})`
       )

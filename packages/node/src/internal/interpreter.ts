@@ -39,7 +39,13 @@ export const choose = (option: string | undefined, cwd: string) =>
     return { requested: "python3", source: "PATH" as const }
   }).pipe(Effect.orDie)
 
-const PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
+/** Prints the real executable, the version, and which of the modules named in argv cannot be found. */
+const PROBE = [
+  "import sys, importlib.util",
+  "print(sys.executable)",
+  "print('%d.%d.%d' % sys.version_info[:3])",
+  "print(','.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
+].join("; ")
 
 const collect = <E>(s: Stream.Stream<Uint8Array, E>) =>
   s.pipe(Stream.decodeText(), Stream.runCollect, Effect.map((c) => Chunk.join(c, "")))
@@ -51,12 +57,13 @@ const fix = (requested: string) =>
 export const probe = (
   choice: { readonly requested: string; readonly source: Interpreter["source"] },
   cwd: string,
-  env: Record<string, string | undefined>
+  env: Record<string, string | undefined>,
+  requires: ReadonlyArray<string> = []
 ): Effect.Effect<Interpreter, WorkerStartupError, CommandExecutor> =>
   Effect.scoped(
     Effect.gen(function* () {
       const proc = yield* Command.start(
-        Command.make(choice.requested, "-c", PROBE).pipe(
+        Command.make(choice.requested, "-c", PROBE, ...requires).pipe(
           Command.workingDirectory(cwd),
           Command.env(env),
           Command.stdin("inherit")
@@ -73,13 +80,21 @@ export const probe = (
           stderr: err
         })
       }
-      const [executable = "", version = ""] = out.trim().split("\n")
+      const [executable = "", version = "", missing = ""] = out.split("\n")
       const [major = 0, minor = 0] = version.split(".").map(Number)
       if (major < MIN_VERSION[0] || (major === MIN_VERSION[0] && minor < MIN_VERSION[1])) {
         return yield* new WorkerStartupError({
           reason: "Version",
           python: choice.requested,
           detail: `Python ${version} is too old: snakebridge needs ${MIN_VERSION.join(".")} or newer; ${fix(choice.requested)}`
+        })
+      }
+      if (missing !== "") {
+        const names = missing.split(",")
+        return yield* new WorkerStartupError({
+          reason: "Requirement",
+          python: choice.requested,
+          detail: `the interpreter cannot import ${names.join(", ")}; install with \`${executable} -m pip install ${names.join(" ")}\` (or \`uv pip install --python ${executable} ${names.join(" ")}\`)`
         })
       }
       return { ...choice, executable: executable || choice.requested, version }
