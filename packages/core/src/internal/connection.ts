@@ -1,4 +1,5 @@
 import { Deferred, Duration, Effect, Exit, FiberId, Option, Scope, Stream } from "effect"
+import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { WorkerProcess } from "../Worker.js"
 import { DecodeFailure } from "./codec.js"
@@ -20,6 +21,12 @@ export interface ConnectionOptions {
 }
 
 export type ChannelError = WorkerLost | ProtocolError
+
+/** A reply with the size of its frame body. */
+export interface Delivered {
+  readonly reply: Reply
+  readonly bytes: number
+}
 
 /**
  * One worker process and its private channel: request/reply correlation, cancel,
@@ -46,7 +53,7 @@ export interface Connection {
     id: number,
     frame: Uint8Array,
     onLateOk?: (reply: Reply) => void
-  ) => Effect.Effect<Reply, ChannelError>
+  ) => Effect.Effect<Delivered, ChannelError>
   readonly release: (handleId: number) => void
   readonly kill: (reason: string) => Effect.Effect<void>
 }
@@ -59,7 +66,7 @@ export const make = (
   options: ConnectionOptions
 ): Effect.Effect<Connection, WorkerStartupError, Scope.Scope> =>
   Effect.gen(function* () {
-    const pending = new Map<number, Deferred.Deferred<Reply, ChannelError>>()
+    const pending = new Map<number, Deferred.Deferred<Delivered, ChannelError>>()
     const death = yield* Deferred.make<ChannelError>()
     const helloDeferred = yield* Deferred.make<Hello, ChannelError>()
     let releases: Array<number> = []
@@ -72,7 +79,7 @@ export const make = (
         if (!alive) return Effect.void
         alive = false
         const waiting = Array.from(pending.values())
-        pending.clear()
+        for (const id of Array.from(pending.keys())) untrack(id)
         return Effect.forEach(waiting, (d) => Deferred.fail(d, error), { discard: true }).pipe(
           Effect.zipRight(Deferred.fail(helloDeferred, error)),
           Effect.zipRight(Deferred.succeed(death, error)),
@@ -93,6 +100,15 @@ export const make = (
         )
       )
 
+    // A worker is busy while it has requests in flight.
+    const track = (id: number, d: Deferred.Deferred<Delivered, ChannelError>) => {
+      if (pending.size === 0) Metrics.busyWorkers.unsafeModify(1, [])
+      pending.set(id, d)
+    }
+    const untrack = (id: number) => {
+      if (pending.delete(id) && pending.size === 0) Metrics.busyWorkers.unsafeModify(-1, [])
+    }
+
     const onMessage = (body: Uint8Array) => {
       const msg = decodeMessage(body)
       if (msg.t === "hello") {
@@ -101,8 +117,8 @@ export const make = (
       }
       const d = pending.get(msg.id)
       if (d !== undefined) {
-        pending.delete(msg.id)
-        Deferred.unsafeDone(d, Exit.succeed(msg))
+        untrack(msg.id)
+        Deferred.unsafeDone(d, Exit.succeed({ reply: msg, bytes: body.length }))
       }
     }
 
@@ -178,7 +194,7 @@ export const make = (
         return proc.kill("SIGKILL")
       })
 
-    const cancel = (id: number, d: Deferred.Deferred<Reply, ChannelError>, onLateOk?: (reply: Reply) => void) =>
+    const cancel = (id: number, d: Deferred.Deferred<Delivered, ChannelError>, onLateOk?: (reply: Reply) => void) =>
       Effect.suspend(() => {
         if (!alive) return Effect.void
         proc.write(encodeCancel(id))
@@ -192,7 +208,7 @@ export const make = (
               Option.match(reply, {
                 onNone: () =>
                   kill(`an interrupted request did not stop within ${Duration.format(options.interruptGrace)}`),
-                onSome: (r) => Effect.sync(() => r.t === "ok" && onLateOk?.(r))
+                onSome: ({ reply }) => Effect.sync(() => reply.t === "ok" && onLateOk?.(reply))
               })
           })
         )
@@ -209,13 +225,13 @@ export const make = (
       request: (id, frame, onLateOk) =>
         Effect.suspend(() => {
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
-          const d = Deferred.unsafeMake<Reply, ChannelError>(FiberId.none)
-          pending.set(id, d)
+          const d = Deferred.unsafeMake<Delivered, ChannelError>(FiberId.none)
+          track(id, d)
           flushReleases()
           proc.write(frame)
           return Deferred.await(d).pipe(
             Effect.onInterrupt(() => cancel(id, d, onLateOk)),
-            Effect.ensuring(Effect.sync(() => pending.delete(id)))
+            Effect.ensuring(Effect.sync(() => untrack(id)))
           )
         }),
       release: (handleId) => {

@@ -1,6 +1,7 @@
 import { pipeArguments } from "effect/Pipeable"
 import { Predicate } from "effect"
 import type { Handle } from "../Handle.js"
+import * as Metrics from "../Metrics.js"
 import { HandleError } from "../PythonError.js"
 import type { HandleSink } from "./codec.js"
 import type { Connection } from "./connection.js"
@@ -16,6 +17,7 @@ export class HandleImpl implements Handle {
     readonly id: number
   ) {
     connection.liveHandles++
+    Metrics.liveHandles.unsafeModify(1, [])
   }
 
   get workerId(): number {
@@ -26,6 +28,7 @@ export class HandleImpl implements Handle {
   release(): void {
     if (this.released) return
     this.released = true
+    Metrics.liveHandles.unsafeModify(-1, [])
     this.connection.release(this.id)
   }
 

@@ -1,5 +1,6 @@
-import { Deferred, Duration, Effect, Exit, FiberId, Option, Schedule, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, Metric, Option, Schedule, Scope } from "effect"
 import { WorkerStartupError } from "../PythonError.js"
+import * as Metrics from "../Metrics.js"
 import { WorkerSpawner } from "../Worker.js"
 import * as Connection from "./connection.js"
 
@@ -61,7 +62,9 @@ class Capacity {
     if (this.failure !== undefined) return Effect.fail(this.failure)
     const waiter = Deferred.unsafeMake<Connection.Connection, WorkerStartupError>(FiberId.none)
     this.waiters.push(waiter)
+    Metrics.queueDepth.unsafeModify(1, [])
     return Deferred.await(waiter).pipe(
+      Effect.ensuring(Effect.sync(() => Metrics.queueDepth.unsafeModify(-1, []))),
       Effect.onInterrupt(() =>
         Effect.suspend(() => {
           const i = this.waiters.indexOf(waiter)
@@ -117,7 +120,11 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
               })
             ),
             Effect.flatMap((conn) => Deferred.await(conn.death)),
-            Effect.tap((error) => Effect.logWarning(`worker lost, restarting: ${error.message}`))
+            Effect.tap((error) =>
+              Effect.logWarning(`worker lost, restarting: ${error.message}`).pipe(
+                Effect.zipRight(Metric.increment(Metrics.workerRestarts))
+              )
+            )
           ),
         (scope, exit) =>
           Effect.sync(() => {

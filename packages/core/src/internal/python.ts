@@ -1,13 +1,13 @@
-import { Effect, Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Metric, Option, Scope } from "effect"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
+import * as Metrics from "../Metrics.js"
 import {
   type DropError,
   EncodeError,
   HandleError,
   ProtocolError,
-  PythonException,
-  type WorkerStartupError
+  PythonException
 } from "../PythonError.js"
 import { EncodeFailure, Encoder } from "./codec.js"
 import * as Connection from "./connection.js"
@@ -100,8 +100,16 @@ const send = (
 ): Effect.Effect<unknown, DropError> => {
   const attempt = (withCode: boolean): Effect.Effect<unknown, DropError> => {
     const id = nextRequestId++
-    return conn.request(id, frameFor(drop, conn, id, prepared, mode, withCode), onLateOk).pipe(
-      Effect.flatMap((reply) => {
+    const frame = frameFor(drop, conn, id, prepared, mode, withCode)
+    return conn.request(id, frame, onLateOk).pipe(
+      Effect.tap(({ bytes }) =>
+        Effect.annotateCurrentSpan({
+          "snakebridge.worker_id": conn.workerId,
+          "snakebridge.bytes_in": frame.length,
+          "snakebridge.bytes_out": bytes
+        })
+      ),
+      Effect.flatMap(({ reply }) => {
         if (reply.t === "ok") return Effect.succeed(reply.value)
         const error = failure(drop, conn, reply)
         if (error === "need_code") {
@@ -121,16 +129,64 @@ const onWorker = <A>(
   pool: Pool,
   prepared: Prepared,
   f: (conn: Connection.Connection) => Effect.Effect<A, DropError>
-): Effect.Effect<A, DropError | WorkerStartupError> => {
+): Effect.Effect<A, DropError> => {
   // A drop that uses a handle goes to the worker holding it (checked alive while encoding),
   // queued behind that worker's work.
-  return prepared.affinity === undefined ? pool.withWorker(f) : f(prepared.affinity)
+  if (prepared.affinity !== undefined) return f(prepared.affinity)
+  return Effect.flatMap(Clock.currentTimeNanos, (asked) =>
+    pool.withWorker((conn) =>
+      Effect.flatMap(Clock.currentTimeNanos, (got) =>
+        Effect.zipRight(Effect.annotateCurrentSpan("snakebridge.queue_wait_ms", Number(got - asked) / 1e6), f(conn))
+      )
+    )
+  )
 }
 
+/** A span per drop, call or release, and the drop metrics. */
+const instrument = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Effect.Effect<A, DropError, R> => {
+  const source = drop.source
+  const attributes =
+    source._tag === "Code"
+      ? { "snakebridge.code_hash": source.hash, "snakebridge.first_line": source.firstLine }
+      : { "snakebridge.target": source.target }
+  return Metric.increment(Metrics.dropsStarted).pipe(
+    Effect.zipRight(Effect.timed(effect)),
+    Effect.onExit((exit) =>
+      Exit.isSuccess(exit)
+        ? Effect.zipRight(
+            Metric.increment(Metrics.dropsSucceeded),
+            Metric.update(Metrics.dropLatency, Duration.toMillis(exit.value[0]))
+          )
+        : Metric.increment(
+            Metric.tagged(
+              Metrics.dropsFailed,
+              "error",
+              Cause.isInterruptedOnly(exit.cause)
+                ? "Interrupted"
+                : Option.getOrElse(Option.map(Cause.failureOption(exit.cause), (e) => e._tag), () => "Defect")
+            )
+          )
+    ),
+    Effect.map(([, a]) => a),
+    Effect.withSpan(source._tag === "Code" ? "snakebridge.drop" : "snakebridge.call", { attributes, kind: "client" })
+  )
+}
+
+const releaseSpan = (handle: HandleImpl) =>
+  Effect.sync(() => handle.release()).pipe(
+    Effect.withSpan("snakebridge.release", {
+      attributes: { "snakebridge.worker_id": handle.workerId, "snakebridge.handle_id": handle.id }
+    })
+  )
+
 export const make = (pool: Pool): Python["Type"] => ({
-  run: (drop) => Effect.flatMap(prepare(drop), (prepared) => onWorker(pool, prepared, (conn) => send(drop, conn, prepared, "value"))),
+  run: (drop) =>
+    instrument(
+      drop,
+      Effect.flatMap(prepare(drop), (prepared) => onWorker(pool, prepared, (conn) => send(drop, conn, prepared, "value")))
+    ),
   handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
-    Effect.flatMap(prepare(drop), (prepared) =>
+    instrument(drop, Effect.flatMap(prepare(drop), (prepared) =>
       Effect.flatMap(Effect.scope, (scope) =>
         onWorker(pool, prepared, (conn) =>
           // Between the reply and the finalizer nothing may interrupt, or the object would leak.
@@ -142,13 +198,13 @@ export const make = (pool: Pool): Python["Type"] => ({
             ).pipe(
               Effect.flatMap((id) => {
                 const handle = new HandleImpl(conn, id as number)
-                return Scope.addFinalizer(scope, Effect.sync(() => handle.release())).pipe(Effect.as(handle))
+                return Scope.addFinalizer(scope, releaseSpan(handle)).pipe(Effect.as(handle))
               })
             )
           )
         )
       )
-    ),
+    )),
   liveHandles: Effect.sync(() => pool.connections().reduce((n, c) => n + c.liveHandles, 0)),
   workers: Effect.sync(() =>
     pool.connections().map(
