@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Schema, Scope } from "effect"
+import type { Effect, Schema, Scope, Stream } from "effect"
 import type { ParseError } from "effect/ParseResult"
 import type { Handle } from "./Handle.js"
 import * as internal from "./internal/drop.js"
@@ -56,6 +56,8 @@ export interface Drop extends Effect.Effect<unknown, DropError, Python> {
   readonly source: Source
   readonly args: ReadonlyArray<unknown>
   readonly kwargs: Readonly<Record<string, unknown>> | undefined
+  /** Receives the drop's progress events (`snakebridge.emit`), if set with `onProgress`. */
+  readonly onProgress: ((event: unknown) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -90,6 +92,57 @@ export const returning: {
  * @category combinators
  */
 export const handle: (self: Drop) => Effect.Effect<Handle, DropError, Python | Scope.Scope> = internal.handle
+
+/**
+ * Handles the progress events that the drop's Python code sends with
+ * `snakebridge.emit(value)`: in order, each handled before the next, all before the
+ * drop's result.
+ *
+ * @example
+ * ```ts
+ * py`
+ * import snakebridge
+ * for epoch in range(10):
+ *     snakebridge.emit({"epoch": epoch})
+ * `.pipe(Drop.onProgress((event) => Effect.log(event)))
+ * ```
+ * @since 0.1.0
+ * @category combinators
+ */
+export const onProgress: {
+  (f: (event: unknown) => Effect.Effect<void>): (self: Drop) => Drop
+  (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop
+} = internal.onProgress
+
+/**
+ * Streams the items of a drop whose result is an iterable, a generator or an async
+ * generator, decoding each with the Schema. Python advances the generator only as far
+ * as the stream is pulled (`chunkSize` items at a time, default 16); ending the stream
+ * early closes the generator, running its `finally`. The generator stays on its worker.
+ *
+ * @example
+ * ```ts
+ * py`
+ * def rows():
+ *     for i in range(1_000_000):
+ *         yield {"i": i}
+ * return rows()
+ * `.pipe(Drop.stream(Schema.Struct({ i: Schema.Int })), Stream.take(10))
+ * ```
+ * @since 0.1.0
+ * @category combinators
+ */
+export const stream: {
+  <A, I, R>(
+    schema: Schema.Schema<A, I, R>,
+    options?: { readonly chunkSize?: number }
+  ): (self: Drop) => Stream.Stream<A, DropError | ParseError, Python | R>
+  <A, I, R>(
+    self: Drop,
+    schema: Schema.Schema<A, I, R>,
+    options?: { readonly chunkSize?: number }
+  ): Stream.Stream<A, DropError | ParseError, Python | R>
+} = internal.stream
 
 /**
  * @since 0.1.0

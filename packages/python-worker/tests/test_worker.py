@@ -138,3 +138,32 @@ def test_unknown_messages_get_a_protocol_reply(worker: WorkerProcess):
     assert worker.recv()["kind"] == "protocol"
     ready, _, _ = select.select([], [], [], 0)
     assert ready == []
+
+
+def test_stream_pulls_items_on_demand_and_close_runs_finally(worker: WorkerProcess):
+    code = (
+        "import builtins\nbuiltins.closed = False\n"
+        "def gen():\n    try:\n        for i in range(100):\n            yield i\n    finally:\n        builtins.closed = True\n"
+        "return gen()"
+    )
+    opened = worker.run(1, code, mode="stream")
+    assert opened == {"t": "ok", "id": 1, "value": 1}
+    worker.send({"t": "pull", "id": 2, "stream": 1, "n": 3})
+    assert worker.recv() == {"t": "ok", "id": 2, "value": {"items": [0, 1, 2], "done": False}}
+    worker.send({"t": "close", "stream": 1})
+    assert worker.run(3, "import builtins\nreturn builtins.closed")["value"] is True
+    worker.send({"t": "pull", "id": 4, "stream": 1, "n": 3})
+    assert worker.recv()["kind"] == "protocol"
+
+
+def test_stream_ends_with_done(worker: WorkerProcess):
+    worker.run(1, "return iter([1, 2])", mode="stream")
+    worker.send({"t": "pull", "id": 2, "stream": 1, "n": 5})
+    assert worker.recv()["value"] == {"items": [1, 2], "done": True}
+
+
+def test_emit_and_logging_frames_come_before_the_reply(worker: WorkerProcess):
+    worker.send({"t": "run", "id": 1, "hash": "em", "code": "import logging, snakebridge\nsnakebridge.emit({'p': 1})\nlogging.getLogger('x').warning('careful %s', 'now')\nreturn 'done'", "args": [], "mode": "value"})
+    assert worker.recv() == {"t": "emit", "id": 1, "value": {"p": 1}}
+    assert worker.recv() == {"t": "log", "level": 30, "name": "x", "message": "careful now"}
+    assert worker.recv() == {"t": "ok", "id": 1, "value": "done"}

@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Exit, FiberId, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, LogLevel, Option, Scope, Stream } from "effect"
 import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { WorkerProcess } from "../Worker.js"
@@ -9,6 +9,7 @@ import {
   encodeRelease,
   FrameDecoder,
   type Hello,
+  type Log,
   PROTOCOL_VERSION,
   type Reply
 } from "./protocol.js"
@@ -52,13 +53,30 @@ export interface Connection {
   readonly request: (
     id: number,
     frame: Uint8Array,
-    onLateOk?: (reply: Reply) => void
+    onLateOk?: (reply: Reply) => void,
+    onEmit?: (value: unknown) => void
   ) => Effect.Effect<Delivered, ChannelError>
+  /** Sends a frame that has no reply. */
+  readonly send: (frame: Uint8Array) => void
   readonly release: (handleId: number) => void
   readonly kill: (reason: string) => Effect.Effect<void>
 }
 
 const STALE_SET_LIMIT = 4096
+
+const LEVELS: ReadonlyArray<readonly [number, LogLevel.LogLevel]> = [
+  [50, LogLevel.Fatal],
+  [40, LogLevel.Error],
+  [30, LogLevel.Warning],
+  [20, LogLevel.Info],
+  [10, LogLevel.Debug]
+]
+
+/** A Python log record on the Effect Logger: level mapped, logger name as an annotation. */
+const forwardLog = (log: Log) =>
+  Effect.logWithLevel(LEVELS.find(([n]) => log.level >= n)?.[1] ?? LogLevel.Trace, log.message).pipe(
+    Effect.annotateLogs({ logger: log.name, stream: "logging" })
+  )
 
 export const make = (
   workerId: number,
@@ -109,10 +127,20 @@ export const make = (
       if (pending.delete(id) && pending.size === 0) Metrics.busyWorkers.unsafeModify(-1, [])
     }
 
-    const onMessage = (body: Uint8Array) => {
+    const emitters = new Map<number, (value: unknown) => void>()
+
+    const onMessage = (body: Uint8Array, logs: Array<Log>) => {
       const msg = decodeMessage(body)
       if (msg.t === "hello") {
         Deferred.unsafeDone(helloDeferred, Exit.succeed(msg))
+        return
+      }
+      if (msg.t === "log") {
+        logs.push(msg)
+        return
+      }
+      if (msg.t === "emit") {
+        emitters.get(msg.id)?.(msg.value)
         return
       }
       const d = pending.get(msg.id)
@@ -125,12 +153,14 @@ export const make = (
     // The read loop: every reply is routed to its waiter; the end of the channel,
     // for whatever reason, fails everything still waiting.
     yield* Stream.runForEach(proc.replies, (chunk) =>
-      Effect.try({
-        try: () => {
-          for (const body of decoder.push(chunk)) onMessage(body)
-        },
-        catch: (e) =>
-          new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) })
+      Effect.suspend(() => {
+        const logs: Array<Log> = []
+        try {
+          for (const body of decoder.push(chunk)) onMessage(body, logs)
+        } catch (e) {
+          return Effect.fail(new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) }))
+        }
+        return logs.length === 0 ? Effect.void : Effect.forEach(logs, forwardLog, { discard: true })
       })
     ).pipe(
       Effect.matchEffect({
@@ -222,18 +252,29 @@ export const make = (
       liveHandles: 0,
       isAlive: () => alive,
       death,
-      request: (id, frame, onLateOk) =>
+      request: (id, frame, onLateOk, onEmit) =>
         Effect.suspend(() => {
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
           const d = Deferred.unsafeMake<Delivered, ChannelError>(FiberId.none)
           track(id, d)
+          if (onEmit !== undefined) emitters.set(id, onEmit)
           flushReleases()
           proc.write(frame)
           return Deferred.await(d).pipe(
             Effect.onInterrupt(() => cancel(id, d, onLateOk)),
-            Effect.ensuring(Effect.sync(() => untrack(id)))
+            Effect.ensuring(
+              Effect.sync(() => {
+                untrack(id)
+                emitters.delete(id)
+              })
+            )
           )
         }),
+      send: (frame) => {
+        if (!alive) return
+        flushReleases()
+        proc.write(frame)
+      },
       release: (handleId) => {
         connection.liveHandles--
         if (!alive) return

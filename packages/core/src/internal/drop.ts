@@ -1,4 +1,4 @@
-import { Effect, Effectable, Predicate, Schema, type Scope } from "effect"
+import { Effect, Effectable, Predicate, Schema, type Scope, Stream } from "effect"
 import { dual } from "effect/Function"
 import type { ParseError } from "effect/ParseResult"
 import type { Drop, Source } from "../Drop.js"
@@ -21,7 +21,8 @@ export class DropImpl extends Effectable.Class<unknown, DropError, Python> imple
   constructor(
     readonly source: Source,
     readonly args: ReadonlyArray<unknown>,
-    readonly kwargs: Readonly<Record<string, unknown>> | undefined
+    readonly kwargs: Readonly<Record<string, unknown>> | undefined,
+    readonly onProgress: ((event: unknown) => Effect.Effect<void>) | undefined = undefined
   ) {
     super()
   }
@@ -130,3 +131,28 @@ export const returning: {
 
 export const handle = (self: Drop): Effect.Effect<Handle, DropError, Python | Scope.Scope> =>
   Effect.flatMap(Python, (python) => python.handle(self))
+
+export const onProgress: {
+  (f: (event: unknown) => Effect.Effect<void>): (self: Drop) => Drop
+  (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop
+} = dual(2, (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop => new DropImpl(self.source, self.args, self.kwargs, f))
+
+export const stream: {
+  <A, I, R>(
+    schema: Schema.Schema<A, I, R>,
+    options?: { readonly chunkSize?: number }
+  ): (self: Drop) => Stream.Stream<A, DropError | ParseError, Python | R>
+  <A, I, R>(
+    self: Drop,
+    schema: Schema.Schema<A, I, R>,
+    options?: { readonly chunkSize?: number }
+  ): Stream.Stream<A, DropError | ParseError, Python | R>
+} = dual(
+  (args) => isDrop(args[0]),
+  <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>, options?: { readonly chunkSize?: number }) => {
+    const decode = Schema.decodeUnknown(schema)
+    return Stream.unwrap(Effect.map(Python, (python) => python.stream(self, options?.chunkSize ?? 16))).pipe(
+      Stream.mapEffect(decode)
+    )
+  }
+)

@@ -3,7 +3,7 @@ import { DecodeFailure, Decoder, Encoder } from "./codec.js"
 export const PROTOCOL_VERSION = 1
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024
 
-export type Mode = "value" | "handle"
+export type Mode = "value" | "handle" | "stream"
 
 export interface Hello {
   readonly t: "hello"
@@ -38,8 +38,23 @@ export type Err =
       readonly message: string
     }
 
+/** A Python `logging` record. */
+export interface Log {
+  readonly t: "log"
+  readonly level: number
+  readonly name: string
+  readonly message: string
+}
+
+/** A progress event of the running request (`snakebridge.emit`). */
+export interface Emit {
+  readonly t: "emit"
+  readonly id: number
+  readonly value: unknown
+}
+
 export type Reply = Ok | Err
-export type WorkerMessage = Hello | Reply
+export type WorkerMessage = Hello | Reply | Log | Emit
 
 /**
  * Splits a byte stream into frame bodies. Bodies that lie inside one chunk are
@@ -218,6 +233,32 @@ export const encodeCancel = (id: number): Uint8Array => {
   return finishFrame(e)
 }
 
+/** Asks for up to `n` more items of an open stream. */
+export const encodePull = (id: number, stream: number, n: number): Uint8Array => {
+  const e = startFrame(40)
+  e.mapHeader(4)
+  e.str("t")
+  e.str("pull")
+  e.str("id")
+  e.int(id)
+  e.str("stream")
+  e.int(stream)
+  e.str("n")
+  e.int(n)
+  return finishFrame(e)
+}
+
+/** Closes a stream early: the generator's `finally` runs. */
+export const encodeClose = (stream: number): Uint8Array => {
+  const e = startFrame(32)
+  e.mapHeader(2)
+  e.str("t")
+  e.str("close")
+  e.str("stream")
+  e.int(stream)
+  return finishFrame(e)
+}
+
 /** Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. */
 export const decodeMessage = (body: Uint8Array): WorkerMessage => {
   const d = new Decoder(body)
@@ -236,6 +277,12 @@ export const decodeMessage = (body: Uint8Array): WorkerMessage => {
     case "hello":
       if (typeof m.protocol !== "number") break
       return m as unknown as Hello
+    case "log":
+      if (typeof m.level !== "number" || typeof m.message !== "string") break
+      return m as unknown as Log
+    case "emit":
+      if (typeof m.id !== "number") break
+      return m as unknown as Emit
   }
   throw new DecodeFailure(`unexpected message ${JSON.stringify(m.t)}`)
 }

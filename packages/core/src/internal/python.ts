@@ -1,4 +1,4 @@
-import { Cause, Clock, Duration, Effect, Exit, Metric, Option, Scope } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, Exit, Fiber, Metric, Option, Queue, Scope, Stream } from "effect"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
 import * as Metrics from "../Metrics.js"
@@ -14,7 +14,7 @@ import * as Connection from "./connection.js"
 import { locate, mapTraceback } from "./drop.js"
 import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
 import type { Pool } from "./pool.js"
-import { encodeCall, encodeRun, type Mode, type Reply } from "./protocol.js"
+import { encodeCall, encodeClose, encodePull, encodeRun, type Mode, type Reply } from "./protocol.js"
 import type { Python, WorkerInfo } from "./service.js"
 
 let nextRequestId = 1
@@ -101,7 +101,7 @@ const send = (
   const attempt = (withCode: boolean): Effect.Effect<unknown, DropError> => {
     const id = nextRequestId++
     const frame = frameFor(drop, conn, id, prepared, mode, withCode)
-    return conn.request(id, frame, onLateOk).pipe(
+    return withProgress(drop, (onEmit) => conn.request(id, frame, onLateOk, onEmit)).pipe(
       Effect.tap(({ bytes }) =>
         Effect.annotateCurrentSpan({
           "snakebridge.worker_id": conn.workerId,
@@ -123,6 +123,55 @@ const send = (
     )
   }
   return attempt(false)
+}
+
+/**
+ * Runs a request with the drop's progress handler fed in order, every event handled
+ * before the request's result is given.
+ */
+const withProgress = <A, E>(
+  drop: Drop,
+  request: (onEmit: ((value: unknown) => void) | undefined) => Effect.Effect<A, E>
+): Effect.Effect<A, E> => {
+  const handler = drop.onProgress
+  if (handler === undefined) return request(undefined)
+  return Effect.gen(function* () {
+    const events = yield* Queue.unbounded<Option.Option<unknown>>()
+    const consume: Effect.Effect<void> = Effect.flatMap(Queue.take(events), (event) =>
+      Option.isNone(event) ? Effect.void : Effect.zipRight(handler(event.value), consume)
+    )
+    const consumer = yield* Effect.fork(consume)
+    return yield* request((value) => Queue.unsafeOffer(events, Option.some(value))).pipe(
+      Effect.ensuring(Effect.zipRight(Queue.offer(events, Option.none()), Fiber.join(consumer)))
+    )
+  })
+}
+
+/** Pulls the items of a stream opened on `conn`, `chunkSize` at a time. */
+const pullStream = (drop: Drop, conn: Connection.Connection, sid: number, chunkSize: number) => {
+  let done = false
+  const pull: Effect.Effect<Chunk.Chunk<unknown>, Option.Option<DropError>> = Effect.suspend(() => {
+    if (done) return Effect.fail(Option.none())
+    const id = nextRequestId++
+    return conn.request(id, encodePull(id, sid, chunkSize)).pipe(
+      Effect.mapError(Option.some),
+      Effect.flatMap(({ reply }) => {
+        if (reply.t === "ok") {
+          const page = reply.value as { readonly items: Array<unknown>; readonly done: boolean }
+          done = page.done
+          return page.items.length === 0 && done ? Effect.fail(Option.none()) : Effect.succeed(Chunk.unsafeFromArray(page.items))
+        }
+        done = true
+        const error = failure(drop, conn, reply)
+        if (error === "interrupted") return Effect.interrupt
+        if (error === "need_code") {
+          return Effect.fail(Option.some(new ProtocolError({ workerId: conn.workerId, detail: "need_code for a stream pull" })))
+        }
+        return Effect.fail(Option.some(error))
+      })
+    )
+  })
+  return Stream.repeatEffectChunkOption(pull)
 }
 
 const onWorker = <A>(
@@ -205,6 +254,34 @@ export const make = (pool: Pool): Python["Type"] => ({
         )
       )
     )),
+  stream: (drop, chunkSize) =>
+    Stream.unwrapScoped(
+      Effect.gen(function* () {
+        const scope = yield* Effect.scope
+        const prepared = yield* prepare(drop)
+        // Opening registers the generator in the worker; the stream's scope closes it there.
+        const [conn, sid] = yield* instrument(
+          drop,
+          onWorker(pool, prepared, (conn) =>
+            Effect.uninterruptibleMask((restore) =>
+              restore(
+                send(drop, conn, prepared, "stream", (late) => {
+                  if (late.t === "ok") conn.send(encodeClose(late.value as number))
+                })
+              ).pipe(
+                Effect.flatMap((value) => {
+                  const sid = value as number
+                  return Scope.addFinalizer(scope, Effect.sync(() => conn.send(encodeClose(sid)))).pipe(
+                    Effect.as([conn, sid] as const)
+                  )
+                })
+              )
+            )
+          )
+        )
+        return pullStream(drop, conn, sid, Math.max(1, chunkSize))
+      })
+    ),
   liveHandles: Effect.sync(() => pool.connections().reduce((n, c) => n + c.liveHandles, 0)),
   workers: Effect.sync(() =>
     pool.connections().map(

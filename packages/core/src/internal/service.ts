@@ -1,4 +1,4 @@
-import { Context, type Effect, type Scope } from "effect"
+import { Context, type Effect, type Scope, type Stream } from "effect"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
 import type { DropError } from "../PythonError.js"
@@ -19,6 +19,11 @@ export class Python extends Context.Tag("@snakebridge/core/Python")<
     readonly run: (drop: Drop) => Effect.Effect<unknown, DropError>
     /** Runs a drop and keeps its result in the worker, as a handle released with the scope. */
     readonly handle: (drop: Drop) => Effect.Effect<Handle, DropError, Scope.Scope>
+    /**
+     * Runs a drop whose result is an iterable or (async) generator and streams its items,
+     * pulling `chunkSize` at a time; ending the stream early closes the generator.
+     */
+    readonly stream: (drop: Drop, chunkSize: number) => Stream.Stream<unknown, DropError>
     /** Handles made and not yet released, over all live workers. */
     readonly liveHandles: Effect.Effect<number>
     /** The workers running now. */

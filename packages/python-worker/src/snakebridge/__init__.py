@@ -2,15 +2,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 _registry: Any = None
+_emit: Callable[[Any], None] | None = None
 
 
-def _attach(registry: Any) -> None:
+def _attach(registry: Any, emit: Callable[[Any], None]) -> None:
     """Called by the worker at start-up."""
-    global _registry
+    global _registry, _emit
     _registry = registry
+    _emit = emit
+
+
+def emit(value: Any) -> None:
+    """Sends a progress event of the running drop to TypeScript (see `Drop.onProgress`).
+
+    The value crosses like a drop's result; events arrive in order, before the drop's result.
+    """
+    if _emit is None:
+        raise RuntimeError("snakebridge.emit() works inside a drop run by a snakebridge worker")
+    _emit(value)
 
 
 def worker_id() -> str | None:

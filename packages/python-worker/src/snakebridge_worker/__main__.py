@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import queue
 import signal
@@ -75,6 +76,7 @@ class Worker:
         self.running: int | None = None
         self.cancel_target: int | None = None
         self.cancelled: set[int] = set()
+        self.streams: dict[int, tuple[Any, str | None]] = {}
         self.main_ident = threading.get_ident()
 
     # -- the reader thread ---------------------------------------------------------
@@ -135,8 +137,11 @@ class Worker:
             if t == "release":
                 self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
                 continue
+            if t == "close":
+                self.close_stream(msg.get("stream"))
+                continue
             rid = msg.get("id")
-            if t not in ("run", "call") or not isinstance(rid, int):
+            if t not in ("run", "call", "pull") or not isinstance(rid, int):
                 self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
                 continue
             with self.lock:
@@ -168,6 +173,8 @@ class Worker:
             self.cancel_target = None
 
     def execute(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if msg["t"] == "pull":
+            return self.pull(msg, rid)
         mode = msg.get("mode")
         filename: str | None = None
         try:
@@ -201,7 +208,52 @@ class Worker:
             return {"t": "err", "id": rid, **describe(e, filename)}
         if mode == "handle":
             return {"t": "ok", "id": rid, "value": self.registry.put(result)}
+        if mode == "stream":
+            try:
+                self.streams[rid] = (self.runner.iterate(result), filename)
+            except TypeError as e:
+                return {"t": "err", "id": rid, **describe(e, filename)}
+            return {"t": "ok", "id": rid, "value": rid}  # the stream's id is its opening request's
         return {"t": "ok", "id": rid, "value": result}
+
+    # -- streams: a drop's iterator, advanced only as far as Node asks ---------------
+
+    def pull(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        sid, n = msg.get("stream"), msg.get("n")
+        entry = self.streams.get(sid) if isinstance(sid, int) else None
+        if entry is None or not isinstance(n, int) or n < 1:
+            return {"t": "err", "id": rid, "kind": "protocol", "message": f"no open stream {sid!r} (or a bad count)"}
+        iterator, filename = entry
+        items: list[Any] = []
+        try:
+            for _ in range(n):
+                items.append(self.runner.next_item(iterator))
+        except (StopIteration, StopAsyncIteration):
+            self.streams.pop(sid, None)
+            return {"t": "ok", "id": rid, "value": {"items": items, "done": True}}
+        except KeyboardInterrupt:
+            self.close_stream(sid)
+            raise
+        except BaseException as e:  # noqa: BLE001 - the generator raised: the stream ends with it
+            self.streams.pop(sid, None)
+            return {"t": "err", "id": rid, **describe(e, filename)}
+        return {"t": "ok", "id": rid, "value": {"items": items, "done": False}}
+
+    def close_stream(self, sid: Any) -> None:
+        entry = self.streams.pop(sid, None) if isinstance(sid, int) else None
+        if entry is None:
+            return
+        try:
+            self.runner.close_iterator(entry[0])
+        except BaseException:  # noqa: BLE001 - nobody waits for a close: report it on stderr
+            traceback.print_exc()
+
+    def emit(self, value: Any) -> None:
+        """Sends a progress event for the running drop (`snakebridge.emit`)."""
+        rid = self.running
+        if rid is None:
+            raise RuntimeError("snakebridge.emit() was called outside a running drop")
+        self.writer.write(codec.encode({"t": "emit", "id": rid, "value": value}))
 
     def reply(self, reply: dict[str, Any]) -> None:
         try:
@@ -214,11 +266,34 @@ class Worker:
         self.writer.write(body)
 
 
+class ForwardingHandler(logging.Handler):
+    """Sends log records to Node, where they reach the Effect Logger."""
+
+    def __init__(self, writer: FrameWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            self.writer.write(codec.encode({"t": "log", "level": record.levelno, "name": record.name, "message": message}))
+        except Exception:  # noqa: BLE001 - logging must never break the drop that logs
+            self.handleError(record)
+
+
+def forward_logging(writer: FrameWriter) -> None:
+    root = logging.getLogger()
+    root.addHandler(ForwardingHandler(writer))
+    if root.level == logging.WARNING:  # Python's default: let INFO through, the Effect Logger filters further
+        root.setLevel(logging.INFO)
+
+
 def main() -> None:
     die_with_parent()
     writer = FrameWriter(REPLIES_FD)
     worker = Worker(writer)
-    snakebridge._attach(worker.registry)
+    snakebridge._attach(worker.registry, worker.emit)
+    forward_logging(writer)
     signal.signal(signal.SIGINT, worker.on_sigint)
     writer.write(
         codec.encode(

@@ -145,6 +145,36 @@ class Runner:
                     pass
             raise
 
+    def iterate(self, result: Any) -> Any:
+        """The iterator of a stream drop's result: a generator, an async generator, any iterable."""
+        if hasattr(result, "__anext__"):
+            return result
+        if hasattr(result, "__aiter__"):
+            return result.__aiter__()
+        try:
+            return iter(result)
+        except TypeError:
+            raise TypeError(f"a stream drop must give an iterable or async iterable, not {type(result).__name__}") from None
+
+    def _loop_run(self, awaitable: Any) -> Any:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.new_event_loop()
+        return loop.run_until_complete(awaitable)
+
+    def next_item(self, iterator: Any) -> Any:
+        """The next item; raises StopIteration or StopAsyncIteration at the end."""
+        if hasattr(iterator, "__anext__"):
+            return self._loop_run(iterator.__anext__())
+        return next(iterator)
+
+    def close_iterator(self, iterator: Any) -> None:
+        """Closes a generator early, running its `finally`."""
+        if hasattr(iterator, "aclose"):
+            self._loop_run(iterator.aclose())
+        elif hasattr(iterator, "close"):
+            iterator.close()
+
     @staticmethod
     def resolve(target: str) -> Any:
         """Imports the longest importable module prefix of `target` and walks the rest as attributes."""
