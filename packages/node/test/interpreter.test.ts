@@ -6,12 +6,14 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 
 // Temporary virtual environments, as `python -m venv` or `uv venv` make them.
 let root = ""
 let envVenv = ""
 let project = ""
 let real = ""
+let uvProject = ""
 
 beforeAll(() => {
   real = execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim()
@@ -20,6 +22,10 @@ beforeAll(() => {
   project = join(root, "project")
   execFileSync(real, ["-m", "venv", "--without-pip", envVenv])
   execFileSync(real, ["-m", "venv", "--without-pip", join(project, ".venv")])
+  // The test requirements install uv into the project's .venv.
+  uvProject = join(root, "uv-project")
+  const uv = fileURLToPath(new URL("../../../.venv/bin/uv", import.meta.url))
+  execFileSync(uv, ["venv", "--quiet", "--python", real, join(uvProject, ".venv")], { env: { ...process.env, UV_NO_CONFIG: "1" } })
 }, 120_000)
 
 afterAll(() => rmSync(root, { recursive: true, force: true }))
@@ -73,6 +79,13 @@ describe("finding Python", () => {
     Effect.gen(function* () {
       const { executable, log } = yield* started({ cwd: project }, {})
       expect(executable).toBe(join(project, ".venv", "bin", "python"))
+      expect(log).toContain("(from .venv")
+    }))
+
+  it.live("finds a .venv made by `uv venv`", () =>
+    Effect.gen(function* () {
+      const { executable, log } = yield* started({ cwd: uvProject }, {})
+      expect(executable).toBe(join(uvProject, ".venv", "bin", "python"))
       expect(log).toContain("(from .venv")
     }))
 
