@@ -87,3 +87,14 @@ export const workerRestarts = Metric.counter("snakebridge_worker_restarts", {
   description: "workers started again after one died",
   incremental: true
 })
+
+/**
+ * Workers replaced by recycling (after N drops, idle, or above the memory limit).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const workerRecycles = Metric.counter("snakebridge_worker_recycles", {
+  description: "workers replaced by recycling",
+  incremental: true
+})

@@ -35,6 +35,8 @@ export interface WorkerProcess {
   readonly exited: Effect.Effect<ExitStatus>
   /** Sends a signal (no-op once exited). */
   readonly kill: (signal: "SIGKILL" | "SIGTERM" | "SIGINT") => Effect.Effect<void>
+  /** The resident memory of the process in bytes, measured (undefined where the platform cannot tell). */
+  readonly residentMemory: Effect.Effect<number | undefined>
   /** The last few KiB the process wrote on stderr, for start-up diagnostics. */
   readonly stderrTail: Effect.Effect<string>
   /** The interpreter this process runs. */

@@ -28,6 +28,16 @@ export interface Options {
   readonly interruptGrace?: Duration.DurationInput
   /** The largest frame accepted from a worker. Default 1 GiB. */
   readonly maxFrameBytes?: number
+  /**
+   * Recycle a worker after it has served this many drops. A recycled worker takes no new
+   * work, finishes what it has in flight, and is replaced; its handles fail with
+   * `HandleError` ("WorkerLost") afterwards: handles live as long as their worker.
+   */
+  readonly maxDrops?: number
+  /** Recycle a worker that has had nothing to do for this long. */
+  readonly maxIdle?: Duration.DurationInput
+  /** Recycle a worker whose resident memory (measured) exceeds this many MiB. */
+  readonly maxResidentMemoryMB?: number
 }
 
 /** @internal */
@@ -43,5 +53,14 @@ export const resolve = (options: Options): pool.PoolOptions => ({
       ? pool.defaultConnectionOptions.interruptGrace
       : Duration.decode(options.interruptGrace),
     maxFrameBytes: options.maxFrameBytes ?? pool.defaultConnectionOptions.maxFrameBytes
+  },
+  recycle: {
+    maxDrops: options.maxDrops,
+    maxIdle: options.maxIdle === undefined ? undefined : Duration.decode(options.maxIdle),
+    maxResidentBytes: options.maxResidentMemoryMB === undefined ? undefined : options.maxResidentMemoryMB * 1024 * 1024,
+    checkEvery: Duration.min(
+      Duration.seconds(1),
+      options.maxIdle === undefined ? Duration.seconds(1) : Duration.times(Duration.decode(options.maxIdle), 0.5)
+    )
   }
 })

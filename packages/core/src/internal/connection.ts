@@ -42,6 +42,15 @@ export interface Connection {
   readonly sentHashes: Set<string>
   /** Live handles created on this worker and not yet released. */
   liveHandles: number
+  /** Requests answered so far. */
+  readonly served: () => number
+  /** Requests waiting for their reply. */
+  readonly inFlight: () => number
+  /** When the last request was sent or answered (ms since the epoch). */
+  readonly lastActive: () => number
+  /** Set once the pool retires the worker: it takes no new work and is replaced once drained. */
+  readonly retired: Deferred.Deferred<string>
+  retiring: boolean
   readonly isAlive: () => boolean
   /** Resolves with the failure that ended the connection. */
   readonly death: Deferred.Deferred<ChannelError>
@@ -90,6 +99,9 @@ export const make = (
     let releases: Array<number> = []
     const decoder = new FrameDecoder(options.maxFrameBytes)
     let alive = true
+    let served = 0
+    let lastActive = Date.now()
+    const retired = yield* Deferred.make<string>()
     let killReason: string | undefined
 
     const die = (error: ChannelError) =>
@@ -145,6 +157,8 @@ export const make = (
       }
       const d = pending.get(msg.id)
       if (d !== undefined) {
+        served++
+        lastActive = Date.now()
         untrack(msg.id)
         Deferred.unsafeDone(d, Exit.succeed({ reply: msg, bytes: body.length }))
       }
@@ -250,6 +264,11 @@ export const make = (
       process: proc,
       sentHashes: new Set(),
       liveHandles: 0,
+      served: () => served,
+      inFlight: () => pending.size,
+      lastActive: () => lastActive,
+      retired,
+      retiring: false,
       isAlive: () => alive,
       death,
       request: (id, frame, onLateOk, onEmit) =>
@@ -257,6 +276,7 @@ export const make = (
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
           const d = Deferred.unsafeMake<Delivered, ChannelError>(FiberId.none)
           track(id, d)
+          lastActive = Date.now()
           if (onEmit !== undefined) emitters.set(id, onEmit)
           flushReleases()
           proc.write(frame)

@@ -12,7 +12,25 @@ export interface PoolOptions {
   /** When a dead worker is restarted; start-up failures are retried on it too. */
   readonly restartSchedule: Schedule.Schedule<unknown, WorkerStartupError>
   readonly connection: Connection.ConnectionOptions
+  readonly recycle: RecycleOptions
 }
+
+export interface RecycleOptions {
+  readonly maxDrops: number | undefined
+  readonly maxIdle: Duration.Duration | undefined
+  readonly maxResidentBytes: number | undefined
+  /** How often idle time and memory are checked. */
+  readonly checkEvery: Duration.Duration
+}
+
+/** Retires a worker: it takes no new work, and its slot replaces it once it has drained. */
+const retire = (conn: Connection.Connection, reason: string): void => {
+  if (conn.retiring) return
+  conn.retiring = true
+  Deferred.unsafeDone(conn.retired, Exit.succeed(reason))
+}
+
+const usable = (conn: Connection.Connection): boolean => conn.isAlive() && !conn.retiring
 
 export interface Pool {
   /** Runs `f` with a worker that has room, waiting while all are busy. */
@@ -41,7 +59,7 @@ class Capacity {
   private failure: WorkerStartupError | undefined
 
   put(conn: Connection.Connection): void {
-    if (!conn.isAlive()) return
+    if (!usable(conn)) return
     const waiter = this.waiters.shift()
     if (waiter === undefined) this.free.push(conn)
     else Deferred.unsafeDone(waiter, Exit.succeed(conn))
@@ -58,7 +76,7 @@ class Capacity {
 
   readonly take: Effect.Effect<Connection.Connection, WorkerStartupError> = Effect.suspend(() => {
     let conn: Connection.Connection | undefined
-    while ((conn = this.free.pop()) !== undefined) if (conn.isAlive()) return Effect.succeed(conn)
+    while ((conn = this.free.pop()) !== undefined) if (usable(conn)) return Effect.succeed(conn)
     if (this.failure !== undefined) return Effect.fail(this.failure)
     const waiter = Deferred.unsafeMake<Connection.Connection, WorkerStartupError>(FiberId.none)
     this.waiters.push(waiter)
@@ -78,7 +96,7 @@ class Capacity {
           )
         })
       ),
-      Effect.flatMap((c) => (c.isAlive() ? Effect.succeed(c) : this.take))
+      Effect.flatMap((c) => (usable(c) ? Effect.succeed(c) : this.take))
     )
   })
 }
@@ -107,7 +125,50 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
         )
       })
 
-    /** One worker's life: start, serve until death, shut down. */
+    const { recycle } = options
+    /** Retires a worker that has been idle too long or grown above the memory limit. */
+    const watch = (conn: Connection.Connection) =>
+      Effect.gen(function* () {
+        if (
+          recycle.maxIdle !== undefined &&
+          conn.inFlight() === 0 &&
+          Date.now() - conn.lastActive() > Duration.toMillis(recycle.maxIdle)
+        ) {
+          retire(conn, `idle for more than ${Duration.format(recycle.maxIdle)}`)
+        }
+        if (recycle.maxResidentBytes !== undefined) {
+          const rss = yield* conn.process.residentMemory
+          if (rss !== undefined && rss > recycle.maxResidentBytes) {
+            retire(conn, `resident memory ${mb(rss)} MB above the limit of ${mb(recycle.maxResidentBytes)} MB`)
+          }
+        }
+      }).pipe(Effect.repeat(Schedule.spaced(recycle.checkEvery)), Effect.asVoid)
+
+    /** Waits until the worker dies, or is retired and has answered everything in flight. */
+    const serve = (conn: Connection.Connection) =>
+      Effect.raceFirst(
+        Deferred.await(conn.death).pipe(
+          Effect.tap((error) =>
+            Effect.logWarning(`worker lost, restarting: ${error.message}`).pipe(
+              Effect.zipRight(Metric.increment(Metrics.workerRestarts))
+            )
+          )
+        ),
+        Deferred.await(conn.retired).pipe(
+          Effect.tap(() =>
+            Effect.sync(() => conn.inFlight()).pipe(
+              Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") })
+            )
+          ),
+          Effect.tap((reason) =>
+            Effect.logInfo(`worker ${conn.workerId} recycled after ${conn.served()} requests: ${reason}`).pipe(
+              Effect.zipRight(Metric.increment(Metrics.workerRecycles))
+            )
+          )
+        )
+      )
+
+    /** One worker's life: start, serve until death or retirement, shut down. */
     const life = (slot: number, starting: (scope: Scope.Scope) => Effect.Effect<Connection.Connection, WorkerStartupError>) =>
       Effect.acquireUseRelease(
         Scope.make(),
@@ -119,12 +180,12 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
                 for (let i = 0; i < options.concurrency; i++) capacity.put(conn)
               })
             ),
-            Effect.flatMap((conn) => Deferred.await(conn.death)),
-            Effect.tap((error) =>
-              Effect.logWarning(`worker lost, restarting: ${error.message}`).pipe(
-                Effect.zipRight(Metric.increment(Metrics.workerRestarts))
-              )
-            )
+            Effect.tap((conn) =>
+              recycle.maxIdle !== undefined || recycle.maxResidentBytes !== undefined
+                ? Effect.forkIn(watch(conn), scope)
+                : Effect.void
+            ),
+            Effect.flatMap(serve)
           ),
         (scope, exit) =>
           Effect.sync(() => {
@@ -161,12 +222,23 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
       withWorker: (f) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(restore(capacity.take), (conn) =>
-            restore(f(conn)).pipe(Effect.ensuring(Effect.sync(() => capacity.put(conn))))
+            restore(f(conn)).pipe(
+              Effect.ensuring(
+                Effect.sync(() => {
+                  if (recycle.maxDrops !== undefined && conn.served() >= recycle.maxDrops) {
+                    retire(conn, `served ${recycle.maxDrops} drops`)
+                  }
+                  capacity.put(conn)
+                })
+              )
+            )
           )
         ),
       connections: () => current.filter((c): c is Connection.Connection => c !== undefined && c.isAlive())
     } satisfies Pool
   })
+
+const mb = (bytes: number) => Math.round(bytes / (1024 * 1024))
 
 export const defaultRestartSchedule: Schedule.Schedule<unknown, WorkerStartupError> = Schedule.exponential(
   "100 millis"

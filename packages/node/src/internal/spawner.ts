@@ -3,7 +3,7 @@ import { WorkerStartupError } from "@snakebridge/core/PythonError"
 import type { ExitStatus, WorkerProcess } from "@snakebridge/core/Worker"
 import { Deferred, Duration, Effect, Stream } from "effect"
 import { type ChildProcess, spawn as spawnChild } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
@@ -161,6 +161,15 @@ export const spawn = (
         Effect.sync(() => {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal)
         }),
+      residentMemory: Effect.sync(() => {
+        try {
+          const status = readFileSync(`/proc/${child.pid}/status`, "utf8")
+          const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)
+          return kb === null ? undefined : Number(kb[1]) * 1024
+        } catch {
+          return undefined // not Linux, or the process is gone
+        }
+      }),
       // After an exit, wait briefly for stderr to drain so start-up errors carry the whole message.
       stderrTail: Deferred.await(stderrDone).pipe(
         Effect.timeoutOption(Duration.millis(500)),

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Drop, Metrics, py, Python } from "@snakebridge/core"
+import { NodePython } from "@snakebridge/node"
+import { Effect, Metric, Schedule, Schema } from "effect"
+
+const pid = py`import os; return os.getpid()`.pipe(Drop.returning(Schema.Int))
+const recycles = Metric.value(Metrics.workerRecycles).pipe(Effect.map((s) => s.count))
+const replaced = (before: number) =>
+  Python.workers.pipe(
+    Effect.repeat({ until: (ws) => ws.length === 1 && ws[0]!.pid !== before, schedule: Schedule.spaced("20 millis") }),
+    Effect.timeout("20 seconds")
+  )
+
+describe("recycling", () => {
+  it.live("replaces a worker after N drops; its handles then fail typed", () =>
+    Effect.gen(function* () {
+      const before = yield* recycles
+      const first = yield* pid
+      const handle = yield* py`return [1, 2]`.pipe(Drop.handle)
+      expect(yield* pid).toBe(first) // the third drop on this worker
+      yield* replaced(first)
+      expect(yield* pid).not.toBe(first)
+      expect((yield* recycles) - before).toBe(1)
+      const e = yield* Effect.flip(py`return ${handle}`)
+      expect(e._tag === "HandleError" && e.reason).toBe("WorkerLost")
+    }).pipe(Effect.scoped, Effect.provide(NodePython.layer({ maxDrops: 3 }))))
+
+  it.live("lets the drops in flight finish before replacing the worker", () =>
+    Effect.gen(function* () {
+      const results = yield* Effect.forEach([1, 2, 3, 4], (i) => py`import time; time.sleep(0.1); return ${i}`, {
+        concurrency: "unbounded"
+      })
+      expect(results).toEqual([1, 2, 3, 4])
+    }).pipe(Effect.provide(NodePython.layer({ maxDrops: 2, concurrency: 2 }))))
+
+  it.live("replaces a worker that has been idle too long", () =>
+    Effect.gen(function* () {
+      const first = yield* pid
+      yield* replaced(first)
+      expect(yield* pid).not.toBe(first)
+    }).pipe(Effect.provide(NodePython.layer({ maxIdle: "300 millis" }))))
+
+  it.live("replaces a worker whose measured resident memory grows above the limit", () =>
+    Effect.gen(function* () {
+      const first = yield* pid
+      // Keep 150 MB alive in the worker's registry; the watcher sees the RSS and retires it.
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* py`return bytearray(150 * 1024 * 1024)`.pipe(Drop.handle)
+          yield* replaced(first)
+        })
+      )
+      expect(yield* pid).not.toBe(first)
+    }).pipe(Effect.provide(NodePython.layer({ maxResidentMemoryMB: 100 }))))
+})
