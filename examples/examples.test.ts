@@ -7,6 +7,14 @@ import { program as handles } from "./handles.js"
 import { program as pool } from "./pool.js"
 import { program as streaming } from "./streaming.js"
 
+/** Runs an example as its README line does and gives what it printed. */
+const runExample = (file: string) =>
+  execFileSync(process.execPath, ["--import", "tsx", "--conditions=source", file], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 60_000
+  })
+
 describe("examples", () => {
   it.live("handles: builds once, uses many times, releases at scope close", () =>
     Effect.gen(function* () {
@@ -39,22 +47,14 @@ describe("examples", () => {
     }).pipe(Effect.provide(NodePython.layer())))
 
   it("tracing: spans of drops are exported to the console by OpenTelemetry", () => {
-    const out = execFileSync(process.execPath, ["--import", "tsx", "--conditions=source", "examples/tracing.ts"], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000
-    })
+    const out = runExample("examples/tracing.ts")
     expect(out).toContain("name: 'snakebridge.drop'")
     expect(out).toContain("'snakebridge.first_line': 'import statistics'")
     expect(out).toContain("name: 'report'")
   })
 
   it("revenue: the main example runs as `pnpm demo` does and prints the total", () => {
-    const out = execFileSync(process.execPath, ["--import", "tsx", "--conditions=source", "examples/revenue.ts"], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000
-    })
+    const out = runExample("examples/revenue.ts")
     expect(out).toContain("total 122.00 over 3 rows; best seller: coffee")
   })
 })

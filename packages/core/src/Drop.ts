@@ -5,8 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Schema, Scope, Stream } from "effect"
-import type { ParseError } from "effect/ParseResult"
+import type { Effect, Scope } from "effect"
 import type { Handle } from "./Handle.js"
 import * as internal from "./internal/drop.js"
 import type { Python } from "./internal/service.js"
@@ -79,10 +78,7 @@ export const py: (strings: TemplateStringsArray, ...values: Array<unknown>) => D
  * @since 0.1.0
  * @category combinators
  */
-export const returning: {
-  <A, I, R>(schema: Schema.Schema<A, I, R>): (self: Drop) => Effect.Effect<A, DropError | ParseError, Python | R>
-  <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>): Effect.Effect<A, DropError | ParseError, Python | R>
-} = internal.returning
+export const returning: typeof internal.returning = internal.returning
 
 /**
  * Keeps a drop's result in the worker and gives a `Handle` to it, released when the
@@ -109,10 +105,7 @@ export const handle: (self: Drop) => Effect.Effect<Handle, DropError, Python | S
  * @since 0.1.0
  * @category combinators
  */
-export const onProgress: {
-  (f: (event: unknown) => Effect.Effect<void>): (self: Drop) => Drop
-  (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop
-} = internal.onProgress
+export const onProgress: typeof internal.onProgress = internal.onProgress
 
 /**
  * Streams the items of a drop whose result is an iterable, a generator or an async
@@ -132,17 +125,7 @@ export const onProgress: {
  * @since 0.1.0
  * @category combinators
  */
-export const stream: {
-  <A, I, R>(
-    schema: Schema.Schema<A, I, R>,
-    options?: { readonly chunkSize?: number }
-  ): (self: Drop) => Stream.Stream<A, DropError | ParseError, Python | R>
-  <A, I, R>(
-    self: Drop,
-    schema: Schema.Schema<A, I, R>,
-    options?: { readonly chunkSize?: number }
-  ): Stream.Stream<A, DropError | ParseError, Python | R>
-} = internal.stream
+export const stream: typeof internal.stream = internal.stream
 
 /**
  * @since 0.1.0

@@ -1,17 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Drop, py, Python } from "@snakebridge/core"
+import { py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Schedule, Schema } from "effect"
+import { Effect } from "effect"
+import { pid, replaced, waitUntil } from "./helpers.js"
 
-const pid = py`import os; return os.getpid()`.pipe(Drop.returning(Schema.Int))
-const backToFull = (size: number, gone: number) =>
-  Python.workers.pipe(
-    Effect.repeat({
-      until: (ws) => ws.length === size && ws.every((w) => w.pid !== gone),
-      schedule: Schedule.spaced("20 millis")
-    }),
-    Effect.timeout("20 seconds")
-  )
 
 describe("faults a drop can cause", () => {
   it.live("os._exit inside a drop fails it with WorkerLost (exit code kept); the pool is back and the next drop succeeds", () =>
@@ -21,7 +13,7 @@ describe("faults a drop can cause", () => {
       expect(e._tag).toBe("WorkerLost")
       if (e._tag !== "WorkerLost") return
       expect(e.exitCode).toBe(7)
-      yield* backToFull(1, before)
+      yield* replaced(before)
       expect(yield* py`return "next"`).toBe("next")
     }).pipe(Effect.provide(NodePython.layer())))
 
@@ -35,7 +27,7 @@ ctypes.string_at(0)
       expect(e._tag).toBe("WorkerLost")
       if (e._tag !== "WorkerLost") return
       expect(e.signal).toBe("SIGSEGV")
-      yield* backToFull(1, before)
+      yield* replaced(before)
       expect(yield* py`return "next"`).toBe("next")
     }).pipe(Effect.provide(NodePython.layer())))
 
@@ -50,7 +42,7 @@ time.sleep(600)
 `.pipe(Effect.timeout("200 millis"), Effect.either)
       expect(result._tag).toBe("Left")
       expect(Date.now() - start).toBeLessThan(10_000)
-      yield* backToFull(1, before)
+      yield* replaced(before)
       expect(yield* py`return "next"`).toBe("next")
     }).pipe(Effect.provide(NodePython.layer({ interruptGrace: "1 second" }))))
 
@@ -68,9 +60,6 @@ time.sleep(600)
         else expect(r.right).toBe(i - 1)
       })
       expect(results.filter((r) => r._tag === "Right").length).toBeGreaterThanOrEqual(5)
-      yield* Python.workers.pipe(
-        Effect.repeat({ until: (ws) => ws.length === 2, schedule: Schedule.spaced("20 millis") }),
-        Effect.timeout("20 seconds")
-      )
+      yield* waitUntil(Python.workers, (ws) => ws.length === 2)
     }).pipe(Effect.provide(NodePython.layer({ workers: 2 }))))
 })

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Drop, Handle, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Exit, Schema, Scope } from "effect"
+import { replaced } from "./helpers.js"
 
 const registrySize = py`import snakebridge; return snakebridge.live_handles()`.pipe(Drop.returning(Schema.Int))
 
@@ -75,11 +76,7 @@ return Model(${3})
       const h = yield* py`return {"big": "object"}`.pipe(Drop.handle, Scope.extend(scope))
       const [worker] = yield* Python.workers
       process.kill(worker!.pid, "SIGKILL")
-      // Wait for the pool to notice and restart.
-      yield* Python.workers.pipe(
-        Effect.repeat({ until: (ws) => ws.length === 1 && ws[0]!.pid !== worker!.pid, schedule: undefined }),
-        Effect.timeout("20 seconds")
-      )
+      yield* replaced(worker!.pid)
       const e = yield* Effect.flip(py`return ${h}["big"]`)
       expect(e._tag === "HandleError" && e.reason).toBe("WorkerLost")
       // Closing the scope of a handle whose worker is gone does not block or fail.

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Drop, Metrics, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Exit, Metric, MetricState, Option, Tracer } from "effect"
+import { replaced } from "./helpers.js"
 
 interface Recorded {
   readonly name: string
@@ -114,10 +115,7 @@ return [1, 2, 3]`.pipe(Drop.handle)
       expect(live - liveAfter).toBe(1)
       const [worker] = yield* Python.workers
       process.kill(worker!.pid, "SIGKILL")
-      yield* Python.workers.pipe(
-        Effect.repeat({ until: (ws) => ws.length === 1 && ws[0]!.pid !== worker!.pid }),
-        Effect.timeout("20 seconds")
-      )
+      yield* replaced(worker!.pid)
       expect((yield* count(Metrics.dropsStarted)) - before.started).toBe(5)
       expect((yield* count(Metrics.dropsSucceeded)) - before.succeeded).toBe(3)
       expect((yield* count(Metric.tagged(Metrics.dropsFailed, "error", "PythonException"))) - before.python).toBe(1)

@@ -3,6 +3,7 @@ import { py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Config, Effect } from "effect"
 import { fileURLToPath } from "node:url"
+import { replaced } from "./helpers.js"
 
 const rogue = (mode: string) =>
   NodePython.layer({
@@ -39,11 +40,7 @@ describe("protocol and version checks", () => {
       if (e._tag !== "ProtocolError") return
       expect(e.detail).toContain("above the limit")
       expect(e.workerId).toBe(before!.id)
-      const after = yield* Python.workers.pipe(
-        Effect.repeat({ until: (ws) => ws.length === 1 && ws[0]!.id !== before!.id }),
-        Effect.timeout("20 seconds")
-      )
-      expect(after[0]!.pid).not.toBe(before!.pid)
+      yield* replaced(before!.pid)
     }).pipe(Effect.provide(rogue("garbage"))))
 })
 

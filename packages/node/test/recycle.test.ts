@@ -1,15 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Drop, Metrics, py, Python } from "@snakebridge/core"
+import { Drop, Metrics, py } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Metric, Schedule, Schema } from "effect"
+import { Effect, Metric } from "effect"
+import { pid, replaced } from "./helpers.js"
 
-const pid = py`import os; return os.getpid()`.pipe(Drop.returning(Schema.Int))
 const recycles = Metric.value(Metrics.workerRecycles).pipe(Effect.map((s) => s.count))
-const replaced = (before: number) =>
-  Python.workers.pipe(
-    Effect.repeat({ until: (ws) => ws.length === 1 && ws[0]!.pid !== before, schedule: Schedule.spaced("20 millis") }),
-    Effect.timeout("20 seconds")
-  )
 
 describe("recycling", () => {
   it.live("replaces a worker after N drops; its handles then fail typed", () =>

@@ -1,21 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Drop, py, Python } from "@snakebridge/core"
+import { py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Fiber, Schedule, Schema } from "effect"
+import { Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { alive, pid, replaced, waitUntil } from "./helpers.js"
 
-const pid = py`import os; return os.getpid()`.pipe(Drop.returning(Schema.Int))
-const alive = (p: number) => {
-  try {
-    process.kill(p, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-const waitUntil = <A, R>(check: Effect.Effect<A, never, R>, until: (a: A) => boolean) =>
-  check.pipe(Effect.repeat({ until, schedule: Schedule.spaced("50 millis") }), Effect.timeout("20 seconds"))
 
 describe("supervision", () => {
   it.live("a worker killed with SIGKILL mid-drop fails that drop with WorkerLost; the pool restarts it and the next drop succeeds", () =>
@@ -71,7 +61,7 @@ while True:
 `.pipe(Effect.timeout("200 millis"), Effect.either)
       expect(result._tag).toBe("Left")
       expect(Date.now() - start).toBeLessThan(10_000)
-      yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before)
+      yield* replaced(before)
       expect(alive(before)).toBe(false)
       expect(yield* pid).not.toBe(before)
     }).pipe(Effect.provide(NodePython.layer({ interruptGrace: "1 second" }))))

@@ -130,9 +130,7 @@ class Runner:
     def run(self, compiled: Compiled, args: list[Any]) -> Any:
         if not compiled.is_async:
             return compiled.function(*args)
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.new_event_loop()
+        loop = self.event_loop()
         task = loop.create_task(compiled.function(*args))
         try:
             return loop.run_until_complete(task)
@@ -156,11 +154,14 @@ class Runner:
         except TypeError:
             raise TypeError(f"a stream drop must give an iterable or async iterable, not {type(result).__name__}") from None
 
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The worker's one event loop, shared by every async drop and stream."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
     def _loop_run(self, awaitable: Any) -> Any:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.new_event_loop()
-        return loop.run_until_complete(awaitable)
+        return self.event_loop().run_until_complete(awaitable)
 
     def next_item(self, iterator: Any) -> Any:
         """The next item; raises StopIteration or StopAsyncIteration at the end."""
