@@ -76,5 +76,10 @@ export const workers: Effect.Effect<ReadonlyArray<WorkerInfo>, never, service.Py
 export const layer = (options: WorkerPool.Options = {}): Layer.Layer<service.Python, WorkerStartupError, WorkerSpawner> =>
   Layer.scoped(
     service.Python,
-    Effect.map(pool.make(WorkerPool.resolve(options)), internalPython.make)
+    Effect.map(
+      pool.make(
+        WorkerPool.resolve(options, options.warmup === undefined ? undefined : internalPython.warmup(options.warmup))
+      ),
+      internalPython.make
+    )
   )

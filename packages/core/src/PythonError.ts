@@ -84,7 +84,9 @@ export class WorkerLost extends Schema.TaggedError<WorkerLost>("@snakebridge/cor
 
 /**
  * A worker could not start: the interpreter was not found, is too old, lacks a
- * required module, exited during start-up, or did not complete the handshake in time.
+ * required module, exited during start-up, did not complete the handshake in time, or
+ * failed its warm-up. `Intensity`: workers died more often than the pool's restart
+ * intensity allows, and the pool gave up.
  *
  * @since 0.1.0
  * @category errors
@@ -92,7 +94,7 @@ export class WorkerLost extends Schema.TaggedError<WorkerLost>("@snakebridge/cor
 export class WorkerStartupError extends Schema.TaggedError<WorkerStartupError>(
   "@snakebridge/core/WorkerStartupError"
 )("WorkerStartupError", {
-  reason: Schema.Literal("NotFound", "Version", "Requirement", "Exited", "Timeout", "Handshake"),
+  reason: Schema.Literal("NotFound", "Version", "Requirement", "Exited", "Timeout", "Handshake", "Warmup", "Intensity"),
   python: Schema.String,
   detail: Schema.String,
   stderr: Schema.optional(Schema.String)

@@ -5,6 +5,7 @@
  */
 import { Duration, type Schedule } from "effect"
 import * as pool from "./internal/pool.js"
+import type { Drop } from "./Drop.js"
 import type { WorkerStartupError } from "./PythonError.js"
 
 /**
@@ -38,10 +39,29 @@ export interface Options {
   readonly maxIdle?: Duration.DurationInput
   /** Recycle a worker whose resident memory (measured) exceeds this many MiB. */
   readonly maxResidentMemoryMB?: number
+  /**
+   * Restart intensity: more than `count` worker deaths within `within` fail the pool with
+   * `WorkerStartupError` ("Intensity") instead of restarting forever. Default 10 within 1 minute.
+   */
+  readonly maxRestarts?: { readonly count: number; readonly within: Duration.DurationInput }
+  /**
+   * A drop run on every new worker before it takes work, so a restarted worker is as ready
+   * as the first (imports, loading a model). Its cost is logged and traced
+   * (`snakebridge.warmup`); a failure is a start-up failure (`WorkerStartupError` "Warmup").
+   */
+  readonly warmup?: Drop
 }
 
 /** @internal */
-export const resolve = (options: Options): pool.PoolOptions => ({
+export const resolve = (
+  options: Options,
+  warmup: pool.PoolOptions["warmup"] = undefined
+): pool.PoolOptions => ({
+  warmup,
+  intensity: {
+    count: options.maxRestarts?.count ?? 10,
+    within: Duration.decode(options.maxRestarts?.within ?? "1 minute")
+  },
   workers: Math.max(1, options.workers ?? 1),
   concurrency: Math.max(1, options.concurrency ?? 1),
   restartSchedule: options.restartSchedule ?? pool.defaultRestartSchedule,

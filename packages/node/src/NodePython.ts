@@ -27,6 +27,12 @@ export interface Options extends WorkerPool.Options {
   readonly cwd?: string
   /** Extra environment variables for the workers (added to this process's). */
   readonly env?: Record<string, string>
+  /**
+   * Address-space limit of each worker (RLIMIT_AS), in MiB: a runaway allocation becomes a
+   * `MemoryError` (a `PythonException`) of the drop that made it, instead of exhausting the
+   * machine. Leave room for the interpreter and its libraries (numpy alone maps hundreds of MiB).
+   */
+  readonly maxAddressSpaceMB?: number
   /** Modules the interpreter must be able to import (checked once, before any worker starts). */
   readonly requires?: ReadonlyArray<string>
   /** Time a worker has to exit when its pool closes, before SIGKILL. Default 2 s. */
@@ -53,7 +59,10 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
       const spawnOptions: spawner.SpawnOptions = {
         interpreter: chosen,
         cwd,
-        env,
+        env:
+          options.maxAddressSpaceMB === undefined
+            ? env
+            : { ...env, SNAKEBRIDGE_MAX_ADDRESS_SPACE: String(options.maxAddressSpaceMB * 1024 * 1024) },
         shutdownGrace: Duration.decode(options.shutdownGrace ?? "2 seconds")
       }
       return { spawn: (workerId) => spawner.spawn(workerId, spawnOptions) }

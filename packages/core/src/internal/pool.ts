@@ -13,6 +13,10 @@ export interface PoolOptions {
   readonly restartSchedule: Schedule.Schedule<unknown, WorkerStartupError>
   readonly connection: Connection.ConnectionOptions
   readonly recycle: RecycleOptions
+  /** More than `count` restarts within `within` fail the pool instead of restarting forever. */
+  readonly intensity: { readonly count: number; readonly within: Duration.Duration }
+  /** Runs on every new worker before it takes work (imports, a setup drop). */
+  readonly warmup: ((conn: Connection.Connection) => Effect.Effect<void, WorkerStartupError>) | undefined
 }
 
 export interface RecycleOptions {
@@ -118,6 +122,7 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
         const workerId = nextWorkerId++
         return spawner.spawn(workerId).pipe(
           Effect.flatMap((proc) => Connection.make(workerId, proc, options.connection)),
+          Effect.tap((conn) => (options.warmup === undefined ? Effect.void : options.warmup(conn))),
           Effect.tap((conn) =>
             Effect.logDebug(`worker ${workerId} ready: pid ${conn.hello.pid}, Python ${conn.hello.python}`)
           ),
@@ -144,14 +149,32 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
         }
       }).pipe(Effect.repeat(Schedule.spaced(recycle.checkEvery)), Effect.asVoid)
 
+    // Restart intensity, as OTP supervisors have it: too many deaths in a window fail the pool.
+    const deaths: Array<number> = []
+    const intense = (): boolean => {
+      const now = Date.now()
+      deaths.push(now)
+      const window = Duration.toMillis(options.intensity.within)
+      while (deaths.length > 0 && now - deaths[0]! > window) deaths.shift()
+      return deaths.length > options.intensity.count
+    }
+
     /** Waits until the worker dies, or is retired and has answered everything in flight. */
     const serve = (conn: Connection.Connection) =>
       Effect.raceFirst(
         Deferred.await(conn.death).pipe(
-          Effect.tap((error) =>
-            Effect.logWarning(`worker lost, restarting: ${error.message}`).pipe(
-              Effect.zipRight(Metric.increment(Metrics.workerRestarts))
-            )
+          Effect.flatMap((error) =>
+            intense()
+              ? Effect.fail(
+                  new WorkerStartupError({
+                    reason: "Intensity",
+                    python: conn.process.python,
+                    detail: `more than ${options.intensity.count} worker restarts within ${Duration.format(options.intensity.within)}; the last: ${error.message}`
+                  })
+                )
+              : Effect.logWarning(`worker lost, restarting: ${error.message}`).pipe(
+                  Effect.zipRight(Metric.increment(Metrics.workerRestarts))
+                )
           )
         ),
         Deferred.await(conn.retired).pipe(
@@ -160,7 +183,7 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
               Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") })
             )
           ),
-          Effect.tap((reason) =>
+          Effect.flatMap((reason) =>
             Effect.logInfo(`worker ${conn.workerId} recycled after ${conn.served()} requests: ${reason}`).pipe(
               Effect.zipRight(Metric.increment(Metrics.workerRecycles))
             )

@@ -7,7 +7,8 @@ import {
   EncodeError,
   HandleError,
   ProtocolError,
-  PythonException
+  PythonException,
+  WorkerStartupError
 } from "../PythonError.js"
 import { EncodeFailure, Encoder } from "./codec.js"
 import * as Connection from "./connection.js"
@@ -226,6 +227,22 @@ const releaseSpan = (handle: HandleImpl) =>
     Effect.withSpan("snakebridge.release", {
       attributes: { "snakebridge.worker_id": handle.workerId, "snakebridge.handle_id": handle.id }
     })
+  )
+
+/** Runs the pool's warm-up drop on a new worker; a failure is a start-up failure of that worker. */
+export const warmup = (drop: Drop) => (conn: Connection.Connection): Effect.Effect<void, WorkerStartupError> =>
+  Effect.flatMap(prepare(drop), (prepared) => send(drop, conn, prepared, "value")).pipe(
+    Effect.timed,
+    Effect.flatMap(([took]) => Effect.logInfo(`worker ${conn.workerId} warmed up in ${Duration.format(took)}`)),
+    Effect.mapError(
+      (error) =>
+        new WorkerStartupError({
+          reason: "Warmup",
+          python: conn.process.python,
+          detail: `the warm-up drop failed: ${error._tag === "PythonException" ? `\n${error.traceback}` : error.message}`
+        })
+    ),
+    Effect.withSpan("snakebridge.warmup", { attributes: { "snakebridge.worker_id": conn.workerId } })
   )
 
 export const make = (pool: Pool): Python["Type"] => ({

@@ -288,8 +288,19 @@ def forward_logging(writer: FrameWriter) -> None:
         root.setLevel(logging.INFO)
 
 
+def limit_address_space() -> None:
+    """Applies SNAKEBRIDGE_MAX_ADDRESS_SPACE (bytes): a runaway allocation becomes a MemoryError."""
+    limit = os.environ.get("SNAKEBRIDGE_MAX_ADDRESS_SPACE")
+    if not limit:
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+
+
 def main() -> None:
     die_with_parent()
+    limit_address_space()
     writer = FrameWriter(REPLIES_FD)
     worker = Worker(writer)
     snakebridge._attach(worker.registry, worker.emit)
