@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Scope } from "effect"
+import type { Effect, Schedule, Scope } from "effect"
 import type { Handle } from "./Handle.js"
 import * as internal from "./internal/drop.js"
 import type { Python } from "./internal/service.js"
@@ -57,6 +57,30 @@ export interface Drop extends Effect.Effect<unknown, DropError, Python> {
   readonly kwargs: Readonly<Record<string, unknown>> | undefined
   /** Receives the drop's progress events (`snakebridge.emit`), if set with `onProgress`. */
   readonly onProgress: ((event: unknown) => Effect.Effect<void>) | undefined
+  /** When the drop may run again, if set with `retry` or `idempotent`. */
+  readonly retry: RetryPolicy | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryPolicy {
+  readonly schedule: Schedule.Schedule<unknown, DropError>
+  readonly exceptions: ReadonlyArray<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryOptions {
+  /** How many times to run again (default 2), unless `schedule` is given. */
+  readonly times?: number
+  /** When to run again; its inputs are the failures. */
+  readonly schedule?: Schedule.Schedule<unknown, DropError>
+  /** Python exception types (as `PythonException.type` names them) that may be retried too. */
+  readonly exceptions?: ReadonlyArray<string>
 }
 
 /**
@@ -126,6 +150,29 @@ export const onProgress: typeof internal.onProgress = internal.onProgress
  * @category combinators
  */
 export const stream: typeof internal.stream = internal.stream
+
+/**
+ * Lets the drop run again (on any worker) when its worker is lost, or when it raises one of
+ * the listed Python exception types. A drop is never retried otherwise: Python code may have
+ * side effects, so only you can say it is safe.
+ *
+ * @example
+ * ```ts
+ * py`return fetch_quote(${symbol})`.pipe(Drop.retry({ times: 3, exceptions: ["ConnectionError"] }))
+ * ```
+ * @since 0.1.0
+ * @category combinators
+ */
+export const retry: typeof internal.retry = internal.retry
+
+/**
+ * Marks a drop as safe to run again: it is retried (twice) on another worker when its
+ * worker is lost.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const idempotent: (self: Drop) => Drop = internal.idempotent
 
 /**
  * @since 0.1.0

@@ -76,10 +76,11 @@ export const workers: Effect.Effect<ReadonlyArray<WorkerInfo>, never, service.Py
 export const layer = (options: WorkerPool.Options = {}): Layer.Layer<service.Python, WorkerStartupError, WorkerSpawner> =>
   Layer.scoped(
     service.Python,
-    Effect.map(
-      pool.make(
-        WorkerPool.resolve(options, options.warmup === undefined ? undefined : internalPython.warmup(options.warmup))
-      ),
-      internalPython.make
-    )
+    Effect.suspend(() => {
+      const resolved = WorkerPool.resolve(
+        options,
+        options.warmup === undefined ? undefined : internalPython.warmup(options.warmup)
+      )
+      return Effect.map(pool.make(resolved), (p) => internalPython.make(p, resolved))
+    })
   )

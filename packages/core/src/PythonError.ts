@@ -178,8 +178,26 @@ export class HandleError extends Schema.TaggedError<HandleError>("@snakebridge/c
 }
 
 /**
+ * A drop ran longer than the pool's `dropTimeout`: it was interrupted in Python (its worker
+ * reused, or replaced if it did not stop within the interrupt grace period).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DropTimeout extends Schema.TaggedError<DropTimeout>("@snakebridge/core/DropTimeout")("DropTimeout", {
+  millis: Schema.Number
+}) {
+  readonly [TypeId]: TypeId = TypeId
+
+  override get message(): string {
+    return `the drop did not finish within the pool's dropTimeout of ${this.millis} ms and was interrupted`
+  }
+}
+
+/**
  * Every failure a drop can end with, before decoding its result. `WorkerStartupError`
- * reaches a drop only when the pool gives up restarting a worker.
+ * reaches a drop only when the pool gives up restarting a worker; `DropTimeout` only when
+ * the pool has a `dropTimeout`.
  *
  * @since 0.1.0
  * @category errors
@@ -191,6 +209,7 @@ export type DropError =
   | ProtocolError
   | EncodeError
   | HandleError
+  | DropTimeout
 
 /**
  * @since 0.1.0

@@ -27,6 +27,11 @@ export interface Options {
   readonly startupTimeout?: Duration.DurationInput
   /** Time an interrupted drop has to stop before its worker is killed and replaced. Default 2 s. */
   readonly interruptGrace?: Duration.DurationInput
+  /**
+   * A deadline for every drop and call (streams excepted): past it the drop is interrupted
+   * in Python and fails with `DropTimeout`. Default: none (use `Effect.timeout` per drop).
+   */
+  readonly dropTimeout?: Duration.DurationInput
   /** The largest frame accepted from a worker. Default 1 GiB. */
   readonly maxFrameBytes?: number
   /**
@@ -58,6 +63,7 @@ export const resolve = (
   warmup: pool.PoolOptions["warmup"] = undefined
 ): pool.PoolOptions => ({
   warmup,
+  dropTimeout: options.dropTimeout === undefined ? undefined : Duration.decode(options.dropTimeout),
   intensity: {
     count: options.maxRestarts?.count ?? 10,
     within: Duration.decode(options.maxRestarts?.within ?? "1 minute")

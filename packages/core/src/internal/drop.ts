@@ -1,7 +1,7 @@
-import { Effect, Effectable, Predicate, Schema, type Scope, Stream } from "effect"
+import { Effect, Effectable, Predicate, Schedule, Schema, type Scope, Stream } from "effect"
 import { dual } from "effect/Function"
 import type { ParseError } from "effect/ParseResult"
-import type { Drop, Source } from "../Drop.js"
+import type { Drop, RetryOptions, RetryPolicy, Source } from "../Drop.js"
 import type { Handle } from "../Handle.js"
 import { Python } from "./service.js"
 import type { DropError } from "../PythonError.js"
@@ -22,7 +22,8 @@ export class DropImpl extends Effectable.Class<unknown, DropError, Python> imple
     readonly source: Source,
     readonly args: ReadonlyArray<unknown>,
     readonly kwargs: Readonly<Record<string, unknown>> | undefined,
-    readonly onProgress: ((event: unknown) => Effect.Effect<void>) | undefined = undefined
+    readonly onProgress: ((event: unknown) => Effect.Effect<void>) | undefined = undefined,
+    readonly retry: RetryPolicy | undefined = undefined
   ) {
     super()
   }
@@ -135,7 +136,25 @@ export const handle = (self: Drop): Effect.Effect<Handle, DropError, Python | Sc
 export const onProgress: {
   (f: (event: unknown) => Effect.Effect<void>): (self: Drop) => Drop
   (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop
-} = dual(2, (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop => new DropImpl(self.source, self.args, self.kwargs, f))
+} = dual(
+  2,
+  (self: Drop, f: (event: unknown) => Effect.Effect<void>): Drop =>
+    new DropImpl(self.source, self.args, self.kwargs, f, self.retry)
+)
+
+export const retry: {
+  (options: RetryOptions): (self: Drop) => Drop
+  (self: Drop, options: RetryOptions): Drop
+} = dual(
+  2,
+  (self: Drop, options: RetryOptions): Drop =>
+    new DropImpl(self.source, self.args, self.kwargs, self.onProgress, {
+      schedule: options.schedule ?? Schedule.recurs(options.times ?? 2),
+      exceptions: options.exceptions ?? []
+    })
+)
+
+export const idempotent = (self: Drop): Drop => retry(self, { times: 2 })
 
 export const stream: {
   <A, I, R>(

@@ -15,6 +15,7 @@ export interface PoolOptions {
   readonly recycle: RecycleOptions
   /** More than `count` restarts within `within` fail the pool instead of restarting forever. */
   readonly intensity: { readonly count: number; readonly within: Duration.Duration }
+  readonly dropTimeout: Duration.Duration | undefined
   /** Runs on every new worker before it takes work (imports, a setup drop). */
   readonly warmup: ((conn: Connection.Connection) => Effect.Effect<void, WorkerStartupError>) | undefined
 }

@@ -7,6 +7,7 @@ import {
   EncodeError,
   HandleError,
   ProtocolError,
+  DropTimeout,
   PythonException,
   WorkerStartupError
 } from "../PythonError.js"
@@ -245,14 +246,38 @@ export const warmup = (drop: Drop) => (conn: Connection.Connection): Effect.Effe
     Effect.withSpan("snakebridge.warmup", { attributes: { "snakebridge.worker_id": conn.workerId } })
   )
 
-export const make = (pool: Pool): Python["Type"] => ({
+/** The pool's default deadline for a drop; interruption reaches Python like any other. */
+const deadline = <A, R>(timeout: Duration.Duration | undefined, effect: Effect.Effect<A, DropError, R>) =>
+  timeout === undefined
+    ? effect
+    : Effect.timeoutFail(effect, {
+        duration: timeout,
+        onTimeout: () => new DropTimeout({ millis: Duration.toMillis(timeout) })
+      })
+
+/** A drop's own retry policy (`Drop.retry`): worker loss and the listed exception types. */
+const retrying = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Effect.Effect<A, DropError, R> => {
+  const policy = drop.retry
+  if (policy === undefined) return effect
+  const retryable = (e: DropError) =>
+    e._tag === "WorkerLost" || (e._tag === "PythonException" && policy.exceptions.includes(e.type))
+  return Effect.retry(effect, { schedule: policy.schedule, while: retryable })
+}
+
+export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => ({
   run: (drop) =>
     instrument(
       drop,
-      Effect.flatMap(prepare(drop), (prepared) => onWorker(pool, prepared, (conn) => send(drop, conn, prepared, "value")))
+      retrying(
+        drop,
+        deadline(
+          options.dropTimeout,
+          Effect.flatMap(prepare(drop), (prepared) => onWorker(pool, prepared, (conn) => send(drop, conn, prepared, "value")))
+        )
+      )
     ),
   handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
-    instrument(drop, Effect.flatMap(prepare(drop), (prepared) =>
+    instrument(drop, deadline(options.dropTimeout, Effect.flatMap(prepare(drop), (prepared) =>
       Effect.flatMap(Effect.scope, (scope) =>
         onWorker(pool, prepared, (conn) =>
           // Between the reply and the finalizer nothing may interrupt, or the object would leak.
@@ -270,7 +295,7 @@ export const make = (pool: Pool): Python["Type"] => ({
           )
         )
       )
-    )),
+    ))),
   stream: (drop, chunkSize) =>
     Stream.unwrapScoped(
       Effect.gen(function* () {
