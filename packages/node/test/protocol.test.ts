@@ -1,14 +1,22 @@
 import { describe, expect, it } from "@effect/vitest"
 import { py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Config, Effect, Layer, Logger } from "effect"
+import { Config, Effect, Layer, Logger, Schedule } from "effect"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { replaced } from "./helpers.js"
+import { replaced, waitUntil } from "./helpers.js"
 
-const rogue = (mode: string) =>
+const rogue = (mode: string, options: NodePython.Options = {}) =>
   NodePython.layer({
-    env: { PYTHONPATH: fileURLToPath(new URL("fixtures/rogue", import.meta.url)), SNAKEBRIDGE_TEST_ROGUE: mode },
-    startupTimeout: "10 seconds"
+    startupTimeout: "10 seconds",
+    ...options,
+    env: {
+      PYTHONPATH: fileURLToPath(new URL("fixtures/rogue", import.meta.url)),
+      SNAKEBRIDGE_TEST_ROGUE: mode,
+      ...options.env
+    }
   })
 
 describe("protocol and version checks", () => {
@@ -42,6 +50,42 @@ describe("protocol and version checks", () => {
       expect(e.workerId).toBe(before!.id)
       yield* replaced(before!.pid)
     }).pipe(Effect.provide(rogue("garbage"))))
+})
+
+const counter = join(mkdtempSync(join(tmpdir(), "snakebridge-starts-")), "starts")
+
+describe("start-up failures", () => {
+  it.live("a worker that never completes the handshake fails with WorkerStartupError Timeout and its stderr", () =>
+    Effect.gen(function* () {
+      const start = Date.now()
+      const e = yield* Effect.flip(Effect.provide(py`1`, rogue("silent", { startupTimeout: "1 second" })))
+      expect(e._tag).toBe("WorkerStartupError")
+      if (e._tag !== "WorkerStartupError") return
+      expect(e.reason).toBe("Timeout")
+      expect(e.stderr).toContain("a silent worker, never shaking hands")
+      expect(Date.now() - start).toBeLessThan(15_000)
+    }))
+
+  it.live("restarts that fail are retried on the schedule; when it gives up, drops fail with the start-up error", () =>
+    Effect.gen(function* () {
+      const [first] = yield* Python.workers
+      process.kill(first!.pid, "SIGKILL")
+      yield* waitUntil(Python.workers, (ws) => ws.length === 0)
+      const e = yield* Effect.flip(py`return 1`.pipe(Effect.timeout("20 seconds")))
+      expect(e._tag).toBe("WorkerStartupError")
+      if (e._tag !== "WorkerStartupError") return
+      expect(e.reason).toBe("Exited")
+      expect(e.stderr).toContain("refused by the test")
+      // The first start plus one restart and two retries on the schedule.
+      expect(readFileSync(counter, "utf8")).toBe("xxxx")
+    }).pipe(
+      Effect.provide(
+        rogue("first-only", {
+          env: { SNAKEBRIDGE_TEST_COUNTER: counter },
+          restartSchedule: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(2)))
+        })
+      )
+    ))
 })
 
 describe("protocol abuse and output floods", () => {
