@@ -32,6 +32,11 @@ export interface Options {
    * in Python and fails with `DropTimeout`. Default: none (use `Effect.timeout` per drop).
    */
   readonly dropTimeout?: Duration.DurationInput
+  /**
+   * When the pool closes, how long drops in flight may take to finish before they are
+   * interrupted; new drops fail with `WorkerLost` meanwhile. Default 10 s.
+   */
+  readonly drainTimeout?: Duration.DurationInput
   /** The largest frame accepted from a worker. Default 1 GiB. */
   readonly maxFrameBytes?: number
   /**
@@ -64,6 +69,7 @@ export const resolve = (
 ): pool.PoolOptions => ({
   warmup,
   dropTimeout: options.dropTimeout === undefined ? undefined : Duration.decode(options.dropTimeout),
+  drainTimeout: Duration.decode(options.drainTimeout ?? "10 seconds"),
   intensity: {
     count: options.maxRestarts?.count ?? 10,
     within: Duration.decode(options.maxRestarts?.within ?? "1 minute")

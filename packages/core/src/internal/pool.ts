@@ -1,5 +1,5 @@
 import { Deferred, Duration, Effect, Exit, FiberId, Metric, Option, Schedule, Scope } from "effect"
-import { WorkerStartupError } from "../PythonError.js"
+import { WorkerLost, WorkerStartupError } from "../PythonError.js"
 import * as Metrics from "../Metrics.js"
 import { WorkerSpawner } from "../Worker.js"
 import * as Connection from "./connection.js"
@@ -16,6 +16,8 @@ export interface PoolOptions {
   /** More than `count` restarts within `within` fail the pool instead of restarting forever. */
   readonly intensity: { readonly count: number; readonly within: Duration.Duration }
   readonly dropTimeout: Duration.Duration | undefined
+  /** On shutdown, how long drops in flight may take to finish before they are interrupted. */
+  readonly drainTimeout: Duration.Duration
   /** Runs on every new worker before it takes work (imports, a setup drop). */
   readonly warmup: ((conn: Connection.Connection) => Effect.Effect<void, WorkerStartupError>) | undefined
 }
@@ -37,11 +39,14 @@ const retire = (conn: Connection.Connection, reason: string): void => {
 
 const usable = (conn: Connection.Connection): boolean => conn.isAlive() && !conn.retiring
 
+/** Why the pool gives no more workers: it gave up restarting, or it is shutting down. */
+export type PoolFailure = WorkerStartupError | WorkerLost
+
 export interface Pool {
   /** Runs `f` with a worker that has room, waiting while all are busy. */
   readonly withWorker: <A, E, R>(
     f: (conn: Connection.Connection) => Effect.Effect<A, E, R>
-  ) => Effect.Effect<A, E | WorkerStartupError, R>
+  ) => Effect.Effect<A, E | PoolFailure, R>
   readonly connections: () => ReadonlyArray<Connection.Connection>
 }
 
@@ -60,8 +65,8 @@ let nextWorkerId = 1
  */
 class Capacity {
   private readonly free: Array<Connection.Connection> = []
-  private readonly waiters: Array<Deferred.Deferred<Connection.Connection, WorkerStartupError>> = []
-  private failure: WorkerStartupError | undefined
+  private readonly waiters: Array<Deferred.Deferred<Connection.Connection, PoolFailure>> = []
+  private failure: PoolFailure | undefined
 
   put(conn: Connection.Connection): void {
     if (!usable(conn)) return
@@ -70,7 +75,7 @@ class Capacity {
     else Deferred.unsafeDone(waiter, Exit.succeed(conn))
   }
 
-  fail(error: WorkerStartupError): void {
+  fail(error: PoolFailure): void {
     this.failure = error
     for (const waiter of this.waiters.splice(0)) Deferred.unsafeDone(waiter, Exit.fail(error))
   }
@@ -79,11 +84,12 @@ class Capacity {
     return this.waiters.length
   }
 
-  readonly take: Effect.Effect<Connection.Connection, WorkerStartupError> = Effect.suspend(() => {
+  readonly take: Effect.Effect<Connection.Connection, PoolFailure> = Effect.suspend(() => {
+    // A failed (or closing) pool gives no worker, even one that is free.
+    if (this.failure !== undefined) return Effect.fail(this.failure)
     let conn: Connection.Connection | undefined
     while ((conn = this.free.pop()) !== undefined) if (usable(conn)) return Effect.succeed(conn)
-    if (this.failure !== undefined) return Effect.fail(this.failure)
-    const waiter = Deferred.unsafeMake<Connection.Connection, WorkerStartupError>(FiberId.none)
+    const waiter = Deferred.unsafeMake<Connection.Connection, PoolFailure>(FiberId.none)
     this.waiters.push(waiter)
     Metrics.queueDepth.unsafeModify(1, [])
     return Deferred.await(waiter).pipe(
@@ -241,6 +247,22 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
         })
     )
     yield* Effect.forEach(readies, Deferred.await, { discard: true, concurrency: "unbounded" })
+
+    // Graceful shutdown, before the slots are stopped (finalizers run last-added first): take no
+    // new drops, let those in flight finish up to the drain timeout; then the slots close their
+    // workers, failing what is left, and each worker gets EOF, a grace period, then SIGKILL.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => capacity.fail(new WorkerLost({ workerId: 0, reason: "the pool is shutting down" }))).pipe(
+        Effect.zipRight(
+          Effect.interruptible(
+            Effect.sync(() => current.reduce((n, c) => n + (c?.inFlight() ?? 0), 0)).pipe(
+              Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }),
+              Effect.timeoutOption(options.drainTimeout)
+            )
+          )
+        )
+      )
+    )
 
     return {
       withWorker: (f) =>

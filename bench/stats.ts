@@ -1,0 +1,77 @@
+/**
+ * Small statistics and timing helpers shared by the benchmark files.
+ */
+import { execFileSync } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import * as path from "node:path"
+
+/** Monotonic time in microseconds. */
+export const nowUs = (): number => Number(process.hrtime.bigint()) / 1e3
+
+/** The q-quantile (0..1) of a list of numbers, nearest rank on a sorted copy. */
+export const quantile = (values: ReadonlyArray<number>, q: number): number => {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))
+  return sorted[rank]!
+}
+
+export const median = (values: ReadonlyArray<number>): number => {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+/** A figure over several repetitions: the median, with the min and max. */
+export interface Figure {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly reps: number
+}
+
+export const figure = (values: ReadonlyArray<number>): Figure => ({
+  median: median(values),
+  min: Math.min(...values),
+  max: Math.max(...values),
+  reps: values.length
+})
+
+/** Latency samples of one repetition reduced to what the table shows. */
+export interface LatencyRep {
+  readonly p50: number
+  readonly p99: number
+  readonly perSecond: number
+}
+
+export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number): LatencyRep => ({
+  p50: quantile(samplesUs, 0.5),
+  p99: quantile(samplesUs, 0.99),
+  perSecond: (samplesUs.length / totalUs) * 1e6
+})
+
+/**
+ * The interpreter every part of the benchmark uses: the project's `.venv` if present
+ * (what `NodePython.layer` picks by default), else `python3`, resolved once to
+ * `sys.executable` so no shim (pyenv's) is in the measured path.
+ */
+export const resolvePython = (root: string): string => {
+  const venv = path.join(root, ".venv", "bin", "python")
+  const requested = process.env.SNAKEBRIDGE_PYTHON ?? (existsSync(venv) ? venv : "python3")
+  return execFileSync(requested, ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim()
+}
+
+/** Resident set size of this Node process, in MB (10^6 bytes). */
+export const rssMB = (): number => process.memoryUsage().rss / 1e6
+
+/** Resident set size of another process from /proc, in MB, or NaN. */
+export const processRssMB = (pid: number): number => {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)
+    return kb === null ? Number.NaN : (Number(kb[1]) * 1024) / 1e6
+  } catch {
+    return Number.NaN
+  }
+}
