@@ -87,10 +87,15 @@ export interface HandleCycles {
   readonly workerRssGrowthMB: number
 }
 
-/** `n` cycles of making a handle in its own scope and closing the scope. */
-export const handleCycles = (n: number, budgetMs: number): Effect.Effect<HandleCycles, unknown, Python.Python> =>
+/** `n` cycles of making a handle in its own scope and closing the scope; `collect` runs before each RSS reading. */
+export const handleCycles = (
+  n: number,
+  budgetMs: number,
+  collect: () => void = () => {}
+): Effect.Effect<HandleCycles, unknown, Python.Python> =>
   Effect.gen(function* () {
     const [worker] = yield* Python.workers
+    collect()
     const workerBefore = worker === undefined ? Number.NaN : processRssMB(worker.pid)
     const nodeBefore = rssMB()
     const deadline = nowUs() + budgetMs * 1e3
@@ -101,6 +106,7 @@ export const handleCycles = (n: number, budgetMs: number): Effect.Effect<HandleC
     }
     const elapsed = nowUs() - start
     const liveHandles = yield* Python.liveHandles
+    collect()
     // One more drop after the loop: the batched releases have been sent by the time it is answered.
     const workerRegistry = yield* py`
 import snakebridge

@@ -43,12 +43,15 @@ export interface LatencyRep {
   readonly p50: number
   readonly p99: number
   readonly perSecond: number
+  /** How many samples: fewer than asked when the time budget ran out. */
+  readonly count: number
 }
 
 export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number): LatencyRep => ({
   p50: quantile(samplesUs, 0.5),
   p99: quantile(samplesUs, 0.99),
-  perSecond: (samplesUs.length / totalUs) * 1e6
+  perSecond: (samplesUs.length / totalUs) * 1e6,
+  count: samplesUs.length
 })
 
 /**
