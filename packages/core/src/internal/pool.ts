@@ -229,7 +229,7 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
           life(slot, (scope) => start(scope).pipe(Effect.retry(options.restartSchedule))).pipe(Effect.forever)
         ),
         Effect.tapError((error) =>
-          Effect.logError(`worker slot ${slot} could not be restarted: ${error.message}`).pipe(
+          Effect.logError(`worker slot ${slot} gave up: ${error.message}`).pipe(
             Effect.zipRight(Effect.sync(() => capacity.fail(error))),
             Effect.zipRight(Deferred.fail(ready, error))
           )
