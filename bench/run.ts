@@ -1,0 +1,371 @@
+/**
+ * Benchmark: snakebridge against the floor (a minimal Node <-> Python frame echo over the
+ * same kind of channel), both measured in the same run on the same interpreter, with the
+ * ratios between them.
+ *
+ *   pnpm exec tsx --conditions=source bench/run.ts [--quick] [--reps N]
+ *
+ * Every figure is the median over the repetitions, with its spread (min–max). The
+ * repetitions interleave the floor and snakebridge, so a drift in the machine's load
+ * touches both. The table is printed and written to bench/results/latest.md.
+ */
+import { Drop, py, type Python } from "@snakebridge/core"
+import { Effect, Schema } from "effect"
+import { execFileSync } from "node:child_process"
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import * as os from "node:os"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import * as floor from "./floor.js"
+import * as sb from "./snakebridge.js"
+import { figure, type Figure, nowUs, resolvePython, rssMB } from "./stats.js"
+
+const { values: args } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, reps: { type: "string" } }
+})
+const quick = args.quick
+const ROOT = fileURLToPath(new URL("..", import.meta.url))
+// A quick run (CI) does not overwrite the recorded full run.
+const RESULTS = fileURLToPath(new URL(quick ? "./results/quick.md" : "./results/latest.md", import.meta.url))
+
+const config = quick
+  ? {
+      reps: 2,
+      floorSeq: 5_000,
+      floorPipelined: 50_000,
+      sbSeq: 1_500,
+      sbPipelined: 4_000,
+      sbPipelinedOne: 2_000,
+      handleCycles: 2_000,
+      bulkBytes: 64 * floor.MiB,
+      warmup: 300
+    }
+  : {
+      reps: 5,
+      floorSeq: 20_000,
+      floorPipelined: 200_000,
+      sbSeq: 8_000,
+      sbPipelined: 20_000,
+      sbPipelinedOne: 8_000,
+      handleCycles: 10_000,
+      bulkBytes: 64 * floor.MiB,
+      warmup: 1_500
+    }
+if (args.reps !== undefined) config.reps = Math.max(1, Number(args.reps))
+
+/** Per loop: a time budget (the loop stops early, and says so) and a hard timeout. */
+const BUDGET_MS = quick ? 5_000 : 20_000
+const TIMEOUT_MS = 60_000
+/** The whole run is bounded too. */
+const watchdog = setTimeout(
+  () => {
+    console.error(`bench: still running after ${quick ? 3 : 20} minutes, giving up`)
+    process.exit(2)
+  },
+  (quick ? 3 : 20) * 60_000
+)
+watchdog.unref()
+
+/** `gc()` even without --expose-gc, so RSS growth is measured after a collection. */
+setFlagsFromString("--expose-gc")
+const gc = runInNewContext("gc") as () => void
+
+/** Processes whose parent is this one and whose command line contains `needle`. */
+const children = (needle: string): Array<number> =>
+  readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .flatMap((pid) => {
+      try {
+        const status = readFileSync(`/proc/${pid}/status`, "utf8")
+        const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1])
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ")
+        return ppid === process.pid && cmd.includes(needle) ? [Number(pid)] : []
+      } catch {
+        return []
+      }
+    })
+
+/** Every `python ... snakebridge_worker` on the machine, ours or not. */
+const allWorkers = (): number => {
+  try {
+    return execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.includes("snakebridge_worker")).length
+  } catch {
+    return Number.NaN
+  }
+}
+
+const python = resolvePython(ROOT)
+const pythonVersion = execFileSync(python, ["-c", "import sys; print(sys.version.split()[0])"], {
+  encoding: "utf8"
+}).trim()
+
+// ---------------------------------------------------------------------------------------
+// Samples: name -> one number per repetition.
+
+const samples = new Map<string, Array<number>>()
+const record = (name: string, value: number) => {
+  const list = samples.get(name) ?? []
+  list.push(value)
+  samples.set(name, list)
+}
+const notes: Array<string> = []
+const note = (text: string) => {
+  if (!notes.includes(text)) notes.push(text)
+}
+const log = (text: string) => process.stderr.write(`bench: ${text}\n`)
+
+const checkCount = (label: string, got: number, wanted: number) => {
+  if (got < wanted) note(`${label}: the time budget stopped the loop after ${got} of ${wanted}`)
+}
+
+const floorRep = async () => {
+  const peer = new floor.FloorPeer(python)
+  try {
+    await floor.sequential(peer, config.warmup * 2, BUDGET_MS)
+    const seq = await floor.sequential(peer, config.floorSeq, BUDGET_MS)
+    record("floor.seq.p50", seq.p50)
+    record("floor.seq.p99", seq.p99)
+    record("floor.seq.rate", seq.perSecond)
+    checkCount("floor sequential", seq.count, config.floorSeq)
+    await floor.sequentialExecJson(peer, config.warmup, BUDGET_MS)
+    const exec = await floor.sequentialExecJson(peer, config.floorSeq, BUDGET_MS)
+    record("floor.exec.p50", exec.p50)
+    record("floor.exec.p99", exec.p99)
+    record("floor.exec.rate", exec.perSecond)
+    checkCount("floor exec+JSON", exec.count, config.floorSeq)
+    await floor.pipelined(peer, config.warmup * 10, 64, TIMEOUT_MS)
+    record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
+    record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
+    record("floor.bulkOut", await floor.bulkFromPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
+  } finally {
+    await peer.close()
+  }
+  record("floor.bareStart", await floor.bareStart(python))
+  record("floor.echoStart", await floor.echoStart(python))
+}
+
+/** A drop carrying `n` bytes in and one giving `n` bytes back: MB/s each way (one frame each). */
+const sbBulk = (n: number) =>
+  Effect.gen(function* () {
+    const payload = new Uint8Array(n).fill(0x78)
+    let t = nowUs()
+    const got = yield* py`return len(${payload})`.pipe(Drop.returning(Schema.Number))
+    const inRate = n / (nowUs() - t)
+    if (got !== n) return yield* Effect.fail(new Error(`bulk in: ${got} bytes arrived`))
+    t = nowUs()
+    const back = yield* py`return b"x" * ${n}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf))
+    const outRate = n / (nowUs() - t)
+    if (back.length !== n) return yield* Effect.fail(new Error(`bulk out: ${back.length} bytes arrived`))
+    return { inRate, outRate }
+  })
+
+const sbRep = async () => {
+  // One worker, one request at a time: sequential latency, handles.
+  const one = sb.runtime({ python })
+  try {
+    const run = <A, E>(label: string, effect: Effect.Effect<A, E, Python.Python>) =>
+      sb.run(one, effect, TIMEOUT_MS, label)
+    await run("warm-up", sb.sequentialDrop(config.warmup, BUDGET_MS))
+    await run("warm-up", sb.sequentialCall(config.warmup / 3, BUDGET_MS))
+    await run("warm-up", sb.sequentialHandleDrop(config.warmup / 3, BUDGET_MS))
+    const drop = await run("drop", sb.sequentialDrop(config.sbSeq, BUDGET_MS))
+    record("sb.drop.p50", drop.p50)
+    record("sb.drop.p99", drop.p99)
+    record("sb.drop.rate", drop.perSecond)
+    checkCount("trivial drop", drop.count, config.sbSeq)
+    const call = await run("call", sb.sequentialCall(config.sbSeq, BUDGET_MS))
+    record("sb.call.p50", call.p50)
+    record("sb.call.p99", call.p99)
+    record("sb.call.rate", call.perSecond)
+    checkCount("Python.call", call.count, config.sbSeq)
+    const handleDrop = await run("handle drop", sb.sequentialHandleDrop(config.sbSeq, BUDGET_MS))
+    record("sb.hdrop.p50", handleDrop.p50)
+    record("sb.hdrop.p99", handleDrop.p99)
+    record("sb.hdrop.rate", handleDrop.perSecond)
+    checkCount("handle drop", handleDrop.count, config.sbSeq)
+    gc()
+    const heapBefore = process.memoryUsage().heapUsed / 1e6
+    const cycles = await run("handle cycles", sb.handleCycles(config.handleCycles, BUDGET_MS * 2, gc))
+    gc()
+    checkCount("handle cycles", cycles.cycles, config.handleCycles)
+    record("sb.cycles.ms", cycles.millis)
+    record("sb.cycles.rate", cycles.perSecond)
+    record("sb.cycles.live", cycles.liveHandles)
+    record("sb.cycles.registry", cycles.workerRegistry)
+    record("sb.cycles.nodeRss", cycles.nodeRssGrowthMB)
+    record("sb.cycles.nodeHeap", process.memoryUsage().heapUsed / 1e6 - heapBefore)
+    record("sb.cycles.workerRss", cycles.workerRssGrowthMB)
+    const bulk = await run("bulk", sbBulk(config.bulkBytes))
+    record("sb.bulkIn", bulk.inRate)
+    record("sb.bulkOut", bulk.outRate)
+    await run("warm-up", sb.pipelined(config.warmup, 64))
+    record("sb.pipelinedOne", await run("pipelined, 1 worker", sb.pipelined(config.sbPipelinedOne, 64)))
+  } finally {
+    await one.dispose()
+  }
+  // One worker with 64 requests in flight: pipelining in one process, as the floor does.
+  const piped = sb.runtime({ python, concurrency: 64 })
+  try {
+    await sb.run(piped, sb.pipelined(config.warmup, 64), TIMEOUT_MS, "warm-up")
+    record("sb.pipelinedOne64", await sb.run(piped, sb.pipelined(config.sbPipelinedOne, 64), TIMEOUT_MS, "pipelined"))
+  } finally {
+    await piped.dispose()
+  }
+  // The pool of 2.
+  const pool = sb.runtime({ python, workers: 2, concurrency: 32 })
+  try {
+    await sb.run(pool, sb.pipelined(config.warmup * 2, 64), TIMEOUT_MS, "warm-up")
+    record("sb.pipelined", await sb.run(pool, sb.pipelined(config.sbPipelined, 64), TIMEOUT_MS, "pipelined"))
+  } finally {
+    await pool.dispose()
+  }
+  // Start-up of a fresh pool of 2, to its first drop result.
+  const start = await sb.startUp({ python, workers: 2, concurrency: 32 }, TIMEOUT_MS)
+  record("sb.startUp", start.firstResultMs)
+  record("sb.dispose", start.disposeMs)
+  const startOne = await sb.startUp({ python }, TIMEOUT_MS)
+  record("sb.startUpOne", startOne.firstResultMs)
+}
+
+// ---------------------------------------------------------------------------------------
+// The run.
+
+const began = nowUs()
+const foreignWorkers = allWorkers()
+const load = os.loadavg()
+const rssStart = rssMB()
+for (let rep = 1; rep <= config.reps; rep++) {
+  log(`repetition ${rep}/${config.reps}: floor`)
+  await floorRep()
+  log(`repetition ${rep}/${config.reps}: snakebridge`)
+  await sbRep()
+}
+const elapsedS = (nowUs() - began) / 1e6
+
+// ---------------------------------------------------------------------------------------
+// The table.
+
+const get = (name: string): Figure => figure(samples.get(name) ?? [])
+/** Per-repetition ratio a/b, then its median and spread. */
+const ratio = (a: string, b: string): Figure => {
+  const xs = samples.get(a) ?? []
+  const ys = samples.get(b) ?? []
+  return figure(xs.map((x, i) => x / ys[i]!))
+}
+
+const fmt = (x: number): string => {
+  if (!Number.isFinite(x)) return String(x)
+  const abs = Math.abs(x)
+  if (abs >= 100_000) return Math.round(x).toLocaleString("en-US")
+  if (abs >= 100) return x.toFixed(0)
+  if (abs >= 10) return x.toFixed(1)
+  return x.toFixed(2)
+}
+const row = (label: string, unit: string, f: Figure) =>
+  `| ${label} | ${unit} | **${fmt(f.median)}** | ${fmt(f.min)} – ${fmt(f.max)} |`
+const ratioRow = (label: string, f: Figure, meaning: string) =>
+  `| ${label} | **${f.median.toFixed(2)}×** | ${f.min.toFixed(2)} – ${f.max.toFixed(2)} | ${meaning} |`
+
+const cpu = os.cpus()[0]?.model ?? "unknown CPU"
+const nproc = (() => {
+  try {
+    return execFileSync("nproc", { encoding: "utf8" }).trim()
+  } catch {
+    return String(os.availableParallelism())
+  }
+})()
+const mb = (n: number) => `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
+const bulkMiB = config.bulkBytes / floor.MiB
+
+const lines = [
+  `# snakebridge benchmark${quick ? " (quick)" : ""}`,
+  "",
+  `- date: ${new Date().toISOString()}`,
+  `- machine: nproc ${nproc}, ${cpu}, memory ${mb(os.totalmem())} total (${mb(os.freemem())} free at the end)`,
+  `- load average at start: ${load.map((l) => l.toFixed(2)).join(" ")}; \`snakebridge_worker\` processes not ours at start: ${foreignWorkers}`,
+  `- Node ${process.version}, Python ${pythonVersion} at ${python}`,
+  `- ${config.reps} repetitions (floor and snakebridge interleaved); each figure is the median, with min – max over the repetitions; run took ${elapsedS.toFixed(0)} s`,
+  "",
+  "## Ratios, snakebridge / floor (same run)",
+  "",
+  "| ratio | median | min – max | |",
+  "| --- | --- | --- | --- |",
+  ratioRow("trivial drop p50 / floor p50", ratio("sb.drop.p50", "floor.seq.p50"), "latency, lower is better"),
+  ratioRow("trivial drop p99 / floor p99", ratio("sb.drop.p99", "floor.seq.p99"), "tail latency, lower is better"),
+  ratioRow(
+    "pool of 2 pipelined drops/s / floor pipelined msg/s",
+    ratio("sb.pipelined", "floor.pipelined"),
+    "throughput, higher is better"
+  ),
+  ratioRow("pool start-up to first result / bare `python -c pass`", ratio("sb.startUp", "floor.bareStart"), "lower is better"),
+  ratioRow("trivial drop p50 / floor exec+JSON p50", ratio("sb.drop.p50", "floor.exec.p50"), "vs. a floor that also runs code"),
+  "",
+  "## Floor: raw length-prefixed frames, Node ↔ `floor_echo.py` on fds 3/4",
+  "",
+  "| figure | unit | median | min – max |",
+  "| --- | --- | --- | --- |",
+  row("tiny round trip, sequential, p50", "µs", get("floor.seq.p50")),
+  row("tiny round trip, sequential, p99", "µs", get("floor.seq.p99")),
+  row("tiny round trip, sequential", "calls/s", get("floor.seq.rate")),
+  row("+ cached exec and JSON, p50", "µs", get("floor.exec.p50")),
+  row("+ cached exec and JSON, p99", "µs", get("floor.exec.p99")),
+  row("+ cached exec and JSON", "calls/s", get("floor.exec.rate")),
+  row("pipelined, 64 in flight", "msg/s", get("floor.pipelined")),
+  row(`bulk Node → Python, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkIn")),
+  row(`bulk Python → Node, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkOut")),
+  row("bare start, `python -c pass` to exit", "ms", get("floor.bareStart")),
+  row("echo process start to first echo", "ms", get("floor.echoStart")),
+  "",
+  "## snakebridge",
+  "",
+  "| figure | unit | median | min – max |",
+  "| --- | --- | --- | --- |",
+  row("trivial drop `return ${x} + 1`, p50", "µs", get("sb.drop.p50")),
+  row("trivial drop, p99", "µs", get("sb.drop.p99")),
+  row("trivial drop, sequential", "calls/s", get("sb.drop.rate")),
+  row('`Python.call("operator.add", [x, 1])`, p50', "µs", get("sb.call.p50")),
+  row("`Python.call`, p99", "µs", get("sb.call.p99")),
+  row("`Python.call`, sequential", "calls/s", get("sb.call.rate")),
+  row("drop with a handle argument `${h}[0] + ${x}`, p50", "µs", get("sb.hdrop.p50")),
+  row("drop with a handle argument, p99", "µs", get("sb.hdrop.p99")),
+  row("drop with a handle argument, sequential", "calls/s", get("sb.hdrop.rate")),
+  row("pipelined drops, 2 workers × concurrency 32, forEach 64", "drops/s", get("sb.pipelined")),
+  row("pipelined drops, 1 worker × concurrency 1, forEach 64", "drops/s", get("sb.pipelinedOne")),
+  row("pipelined drops, 1 worker × concurrency 64, forEach 64", "drops/s", get("sb.pipelinedOne64")),
+  row(`bulk Node → Python, ${bulkMiB} MiB \`Uint8Array\` argument (one frame)`, "MB/s", get("sb.bulkIn")),
+  row(`bulk Python → Node, ${bulkMiB} MiB \`bytes\` result (one frame)`, "MB/s", get("sb.bulkOut")),
+  row("pool of 2: layer build to first drop result", "ms", get("sb.startUp")),
+  row("pool of 2: dispose", "ms", get("sb.dispose")),
+  row("pool of 1: layer build to first drop result", "ms", get("sb.startUpOne")),
+  row(`${config.handleCycles.toLocaleString("en-US")} handle create/release cycles`, "ms", get("sb.cycles.ms")),
+  row("handle cycles", "cycles/s", get("sb.cycles.rate")),
+  row("`Python.liveHandles` after the cycles (must be 0)", "handles", get("sb.cycles.live")),
+  row("`snakebridge.live_handles()` in the worker after the cycles", "handles", get("sb.cycles.registry")),
+  row("Node RSS growth over the cycles (after gc)", "MB", get("sb.cycles.nodeRss")),
+  row("Node heap growth over the cycles (after gc)", "MB", get("sb.cycles.nodeHeap")),
+  row("worker RSS growth over the cycles", "MB", get("sb.cycles.workerRss")),
+  "",
+  "Notes:",
+  "",
+  "- The floor is the least a Node ↔ Python process channel of this kind can cost here; snakebridge adds",
+  "  MessagePack, drop compilation and caching, the pool, supervision, spans and metrics on top.",
+  "- Start-up includes `NodePython.layer` probing the interpreter (one extra `python -c` run) before spawning.",
+  "- The pool's pipelined figure runs on 2 worker processes, the floor's on 1.",
+  `- Node RSS over the whole run: ${rssStart.toFixed(0)} MB at start, ${rssMB().toFixed(0)} MB at the end.`,
+  ...notes.map((n) => `- ${n}`),
+  ""
+]
+const table = lines.join("\n")
+console.log(table)
+mkdirSync(fileURLToPath(new URL("./results/", import.meta.url)), { recursive: true })
+writeFileSync(RESULTS, table)
+
+// No process of ours may outlive the run.
+await new Promise((resolve) => setTimeout(resolve, 200))
+const strays = [...children("snakebridge_worker"), ...children("floor_echo.py")]
+log(`wrote ${RESULTS}; stray child processes: ${strays.length}${strays.length > 0 ? ` (${strays.join(", ")})` : ""}`)
+if (strays.length > 0) process.exitCode = 1
