@@ -76,6 +76,7 @@ return [1, 2, 3]`.pipe(Drop.handle)
       for (const s of drops) {
         expect(s.attributes.get("snakebridge.worker_id")).toBe(worker!.id)
         expect(s.attributes.get("snakebridge.code_hash")).toMatch(/^[0-9a-f]{16,}$/)
+        expect(s.attributes.get("snakebridge.location")).toMatch(/observability\.test\.ts:\d+$/)
         expect(s.attributes.get("snakebridge.bytes_in")).toBeGreaterThan(10)
         expect(s.attributes.get("snakebridge.bytes_out")).toBeGreaterThan(5)
         expect(s.exit && Exit.isSuccess(s.exit)).toBe(true)

@@ -198,7 +198,11 @@ const instrument = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): E
   const source = drop.source
   const attributes =
     source._tag === "Code"
-      ? { "snakebridge.code_hash": source.hash, "snakebridge.first_line": source.firstLine }
+      ? {
+          "snakebridge.code_hash": source.hash,
+          "snakebridge.first_line": source.firstLine,
+          ...(source.file === undefined ? {} : { "snakebridge.location": `${source.file}:${source.line}` })
+        }
       : { "snakebridge.target": source.target }
   return Metric.increment(Metrics.dropsStarted).pipe(
     Effect.zipRight(Effect.timed(effect)),
@@ -219,14 +223,21 @@ const instrument = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): E
           )
     ),
     Effect.map(([, a]) => a),
-    Effect.withSpan(source._tag === "Code" ? "snakebridge.drop" : "snakebridge.call", { attributes, kind: "client" })
+    // No stack trace per span: the template's TypeScript location is the `snakebridge.location`
+    // attribute already, and capturing a trace cost about 6% of a drop's Node CPU.
+    Effect.withSpan(source._tag === "Code" ? "snakebridge.drop" : "snakebridge.call", {
+      attributes,
+      kind: "client",
+      captureStackTrace: false
+    })
   )
 }
 
 const releaseSpan = (handle: HandleImpl) =>
   Effect.sync(() => handle.release()).pipe(
     Effect.withSpan("snakebridge.release", {
-      attributes: { "snakebridge.worker_id": handle.workerId, "snakebridge.handle_id": handle.id }
+      attributes: { "snakebridge.worker_id": handle.workerId, "snakebridge.handle_id": handle.id },
+      captureStackTrace: false
     })
   )
 

@@ -146,11 +146,24 @@ export const spawn = (
     yield* forward(2)
 
     const channel = child.stdio[3] as Writable
+    // Frames written in one tick of the event loop leave in one system call (writev): the
+    // channel is corked at the first write and uncorked on the next tick.
+    let corked = false
+    const uncork = () => {
+      corked = false
+      channel.uncork()
+    }
     const worker: WorkerProcess = {
       pid: child.pid!,
       python,
       write: (bytes) => {
-        if (!channel.destroyed && !channel.writableEnded) channel.write(bytes)
+        if (channel.destroyed || channel.writableEnded) return
+        if (!corked) {
+          corked = true
+          channel.cork()
+          process.nextTick(uncork)
+        }
+        channel.write(bytes)
       },
       // No chunkSize: `read(n)` waits for n bytes, while replies must be taken as soon as they arrive.
       replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never).pipe(
