@@ -21,3 +21,13 @@ export const waitUntil = <A, R>(check: Effect.Effect<A, never, R>, until: (a: A)
 /** Waits until the pool has `size` workers again, none of them the process `gone`. */
 export const replaced = (gone: number, size = 1) =>
   waitUntil(Python.workers, (ws) => ws.length === size && ws.every((w) => w.pid !== gone))
+
+/** Python code that swallows every interrupt: only killing its worker stops it. */
+export const swallowsInterrupts = py`
+while True:
+    try:
+        while True:
+            pass
+    except BaseException:
+        pass
+`

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Exit, Fiber, Layer, Scope } from "effect"
-import { alive } from "./helpers.js"
+import { alive, swallowsInterrupts } from "./helpers.js"
 
 describe("graceful shutdown", () => {
   it.live("lets drops in flight finish, refuses new ones, then stops every worker", () =>
@@ -29,14 +29,7 @@ describe("graceful shutdown", () => {
       const context = yield* Layer.buildWithScope(NodePython.layer({ drainTimeout: "200 millis" }), scope)
       const [worker] = yield* Effect.provide(Python.workers, context)
       const running = yield* Effect.forkDaemon(
-        Effect.provide(py`
-while True:
-    try:
-        while True:
-            pass
-    except BaseException:
-        pass
-`, context)
+        Effect.provide(swallowsInterrupts, context)
       )
       yield* Effect.sleep("100 millis")
       const start = Date.now()
