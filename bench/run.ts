@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
+import * as arrays from "./arrays.js"
 import * as floor from "./floor.js"
 import * as sb from "./snakebridge.js"
 import { figure, type Figure, nowUs, resolvePython, rssMB } from "./stats.js"
@@ -40,6 +41,8 @@ const config = quick
       sbPipelinedOne: 2_000,
       handleCycles: 2_000,
       bulkBytes: 64 * floor.MiB,
+      ndarrayRepeats: 3,
+      arrowRows: 1_000_000,
       warmup: 300
     }
   : {
@@ -51,6 +54,8 @@ const config = quick
       sbPipelinedOne: 8_000,
       handleCycles: 10_000,
       bulkBytes: 64 * floor.MiB,
+      ndarrayRepeats: 5,
+      arrowRows: 1_000_000,
       warmup: 1_500
     }
 if (args.reps !== undefined) config.reps = Math.max(1, Number(args.reps))
@@ -141,9 +146,13 @@ const floorRep = async () => {
     record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
     record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     record("floor.bulkOut", await floor.bulkFromPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
+    // The floor's round trip of the same bytes: there and back, one after the other.
+    const [bulkIn, bulkOut] = [samples.get("floor.bulkIn")!.at(-1)!, samples.get("floor.bulkOut")!.at(-1)!]
+    record("floor.bulkRoundTrip", 1 / (1 / bulkIn + 1 / bulkOut))
   } finally {
     await peer.close()
   }
+  record("floor.freshAlloc", arrays.freshAllocation(config.bulkBytes))
   record("floor.bareStart", await floor.bareStart(python))
   record("floor.echoStart", await floor.echoStart(python))
 }
@@ -202,6 +211,13 @@ const sbRep = async () => {
     const bulk = await run("bulk", sbBulk(config.bulkBytes))
     record("sb.bulkIn", bulk.inRate)
     record("sb.bulkOut", bulk.outRate)
+    const nd = await run("ndarray", arrays.ndarrayRoundTrips(config.bulkBytes, config.ndarrayRepeats))
+    record("sb.ndarray.first", nd.first)
+    record("sb.ndarray.repeated", nd.repeated)
+    const arrow = await run("arrow", arrays.arrowRoundTrip(config.arrowRows))
+    record("sb.arrow.in", arrow.inRate)
+    record("sb.arrow.out", arrow.outRate)
+    record("sb.arrow.roundTrip", arrow.roundTrip)
     await run("warm-up", sb.pipelined(config.warmup, 64))
     record("sb.pipelinedOne", await run("pipelined, 1 worker", sb.pipelined(config.sbPipelinedOne, 64)))
   } finally {
@@ -302,6 +318,16 @@ const lines = [
     "throughput, higher is better"
   ),
   ratioRow("pool start-up to first result / bare `python -c pass`", ratio("sb.startUp", "floor.bareStart"), "lower is better"),
+  ratioRow(
+    `${bulkMiB} MiB \`Float64Array\` → numpy → back, first / floor round trip`,
+    ratio("sb.ndarray.first", "floor.bulkRoundTrip"),
+    "bandwidth, higher is better"
+  ),
+  ratioRow(
+    `${bulkMiB} MiB \`Float64Array\` → numpy → back, repeated / floor round trip`,
+    ratio("sb.ndarray.repeated", "floor.bulkRoundTrip"),
+    "bandwidth, higher is better"
+  ),
   ratioRow("trivial drop p50 / floor exec+JSON p50", ratio("sb.drop.p50", "floor.exec.p50"), "vs. a floor that also runs code"),
   "",
   "## Floor: raw length-prefixed frames, Node ↔ `floor_echo.py` on fds 3/4",
@@ -317,6 +343,8 @@ const lines = [
   row("pipelined, 64 in flight", "msg/s", get("floor.pipelined")),
   row(`bulk Node → Python, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkIn")),
   row(`bulk Python → Node, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkOut")),
+  row(`bulk round trip, ${bulkMiB} MiB there then back (from the two above)`, "MB/s", get("floor.bulkRoundTrip")),
+  row(`fresh allocation: ${bulkMiB} MiB of new memory written once, in Node`, "MB/s", get("floor.freshAlloc")),
   row("bare start, `python -c pass` to exit", "ms", get("floor.bareStart")),
   row("echo process start to first echo", "ms", get("floor.echoStart")),
   "",
@@ -338,6 +366,11 @@ const lines = [
   row("pipelined drops, 1 worker × concurrency 64, forEach 64", "drops/s", get("sb.pipelinedOne64")),
   row(`bulk Node → Python, ${bulkMiB} MiB \`Uint8Array\` argument (one frame)`, "MB/s", get("sb.bulkIn")),
   row(`bulk Python → Node, ${bulkMiB} MiB \`bytes\` result (one frame)`, "MB/s", get("sb.bulkOut")),
+  row(`${bulkMiB} MiB \`Float64Array\` → numpy (\`a *= 2\`) → back, first round trip`, "MB/s", get("sb.ndarray.first")),
+  row(`the same, repeated (median of ${config.ndarrayRepeats - 1})`, "MB/s", get("sb.ndarray.repeated")),
+  row(`Arrow table, ${config.arrowRows.toLocaleString("en-US")} rows × 4 numeric columns → pandas`, "rows/s", get("sb.arrow.in")),
+  row("pandas DataFrame (2 numeric columns) → Arrow table", "rows/s", get("sb.arrow.out")),
+  row("Arrow table → pandas, a column added → back", "rows/s", get("sb.arrow.roundTrip")),
   row("pool of 2: layer build to first drop result", "ms", get("sb.startUp")),
   row("pool of 2: dispose", "ms", get("sb.dispose")),
   row("pool of 1: layer build to first drop result", "ms", get("sb.startUpOne")),

@@ -27,8 +27,11 @@ export interface ExitStatus {
  */
 export interface WorkerProcess {
   readonly pid: number
-  /** Queues bytes on the request channel; never blocks, never throws (a dead channel drops them). */
-  readonly write: (bytes: Uint8Array) => void
+  /**
+   * Queues a frame on the request channel: one buffer, or parts to write in order (big payloads
+   * by reference, one system call). Never blocks, never throws (a dead channel drops it).
+   */
+  readonly write: (frame: Uint8Array | ReadonlyArray<Uint8Array>) => void
   /** The reply channel as raw chunks; ends when the process closes it or dies. */
   readonly replies: Stream.Stream<Uint8Array>
   /** Waits for the process to exit. */

@@ -2,8 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
 import * as Codec from "../src/Codec.js"
-import { DecodeFailure, decode, encode } from "../src/internal/codec.js"
-import { FrameDecoder } from "../src/internal/protocol.js"
+import * as NdArray from "../src/NdArray.js"
+import { BIG_BYTES, DecodeFailure, decode, encode, Encoder } from "../src/internal/codec.js"
+import { encodeRun, FrameDecoder } from "../src/internal/protocol.js"
 
 const roundTrip = (v: unknown) => decode(encode(v))
 
@@ -92,6 +93,94 @@ describe("Codec", () => {
       }),
       { numRuns: 300 }
     )
+  })
+})
+
+describe("Codec: typed arrays", () => {
+  it("round-trips every typed array, an NdArray keeps its shape", () => {
+    const arrays = [
+      new Int8Array([-1, 2]),
+      new Int16Array([-300, 2]),
+      new Uint16Array([65535]),
+      new Int32Array([-(2 ** 31)]),
+      new Uint32Array([2 ** 32 - 1]),
+      new BigInt64Array([-(2n ** 63n)]),
+      new BigUint64Array([2n ** 64n - 1n]),
+      new Float32Array([1.5]),
+      new Float64Array([NaN, -0, Infinity])
+    ]
+    for (const a of arrays) expect(roundTrip(a)).toEqual(a)
+    expect(roundTrip(new Uint8ClampedArray([1, 255]))).toEqual(new Uint8Array([1, 255]))
+    const m = roundTrip(NdArray.make(new Float32Array(6).fill(2), [3, 1, 2])) as NdArray.NdArray
+    expect(m).toBeInstanceOf(NdArray.NdArray)
+    expect(m.shape).toEqual([3, 1, 2])
+    expect(m.dtype).toBe("float32")
+    expect(() => NdArray.make(new Float64Array(5), [2, 3])).toThrow(/holds 6 elements, the data has 5/)
+  })
+
+  it("a typed array that is a view of a bigger buffer sends only its own elements", () => {
+    const whole = new Float64Array([1, 2, 3, 4, 5])
+    expect(roundTrip(whole.subarray(1, 3))).toEqual(new Float64Array([2, 3]))
+  })
+
+  it("puts the elements at a multiple of 8 bytes, in any position", () => {
+    for (let prefix = 0; prefix < 9; prefix++) {
+      const e = new Encoder()
+      e.value(["x".repeat(prefix), new Float64Array([1, 2])])
+      const bytes = e.bytes()
+      // the elements are the last 16 bytes
+      expect((bytes.length - 16) % 8).toBe(0)
+    }
+  })
+
+  it("big payloads are parts of the encoding, not copies, and a request frame carries them aligned", () => {
+    const big = new Float64Array(BIG_BYTES / 4)
+    const bytes = new Uint8Array(BIG_BYTES)
+    const e = new Encoder()
+    e.value([1, big, "between", bytes])
+    const { chunks, length } = e.encoded()
+    expect(chunks.some((c) => c.buffer === big.buffer)).toBe(true)
+    expect(chunks.some((c) => c.buffer === bytes.buffer)).toBe(true)
+    expect(chunks.reduce((n, c) => n + c.length, 0)).toBe(length)
+    expect(decode(e.bytes())).toEqual([1, big, "between", bytes])
+
+    for (const hash of ["h", "hash-of-another-length"]) {
+      const frame = encodeRun({ id: 7, hash, code: "return _sb_0", args: e.encoded(), mode: "value" }) as Array<Uint8Array>
+      expect(Array.isArray(frame)).toBe(true)
+      const joined = new Uint8Array(frame.reduce((n, c) => n + c.length, 0))
+      let at = 0
+      for (const c of frame) {
+        if (c.buffer === big.buffer) expect((at - 4) % 8).toBe(0) // body offset of the elements
+        joined.set(c, at)
+        at += c.length
+      }
+      const [body] = new FrameDecoder().push(joined)
+      const msg = decode(body!) as { id: number; args: Array<unknown> }
+      expect(msg.id).toBe(7)
+      expect(msg.args).toEqual([1, big, "between", bytes])
+    }
+  })
+
+  it("a decoded big array is a view of its frame when aligned, a copy otherwise", () => {
+    const big = new Float64Array(BIG_BYTES / 8).fill(3)
+    const encoded = encode(big)
+    const aligned = new Uint8Array(encoded.length + 8)
+    aligned.set(encoded)
+    const view = decode(aligned.subarray(0, encoded.length)) as Float64Array
+    expect(view.buffer).toBe(aligned.buffer)
+    const shifted = new Uint8Array(encoded.length + 1)
+    shifted.set(encoded, 1)
+    const copy = decode(shifted.subarray(1)) as Float64Array
+    expect(copy.buffer).not.toBe(shifted.buffer)
+    expect(copy).toEqual(big)
+  })
+
+  it("rejects an array whose bytes do not match its shape", () => {
+    const bytes = encode(NdArray.make(new Int32Array(4), [2, 2]))
+    // ext32 header (6), code, ndim, pad, then two big-endian uint32 dimensions: the last one 2 -> 3
+    expect(bytes[6 + 3 + 8 - 1]).toBe(2)
+    bytes[6 + 3 + 8 - 1] = 3
+    expect(() => decode(bytes)).toThrow(DecodeFailure)
   })
 })
 

@@ -9,6 +9,17 @@ export const EXT_TIMESTAMP = -1
 export const EXT_BIGINT = 1
 export const EXT_SET = 2
 export const EXT_HANDLE = 3
+export const EXT_NDARRAY = 4
+export const EXT_ARROW = 5
+
+/**
+ * Binary payloads at least this long are not copied into the encoder's buffer: the encoding
+ * becomes a list of parts that go to the channel as they are (one `writev`), and a decoded
+ * payload that fills most of its frame is a view of the frame instead of a copy.
+ */
+export const BIG_BYTES = 64 * 1024
+
+import * as NdArray from "../NdArray.js"
 
 /** Thrown inside the encoder; turned into an `EncodeError` by the caller. */
 export class EncodeFailure {
@@ -32,16 +43,77 @@ export interface HandleSink {
   readonly add: (u: object, path: ReadonlyArray<string | number>) => number
 }
 
+/**
+ * Arrow tables: set by `@snakebridge/core/Arrow` when it is imported, so that `apache-arrow`
+ * stays an optional peer dependency.
+ */
+export interface TableCodec {
+  readonly isTable: (u: object) => boolean
+  readonly toIPC: (table: object) => Uint8Array
+  readonly fromIPC: (bytes: Uint8Array) => unknown
+}
+
+let tables: TableCodec | undefined
+
+export const registerTables = (codec: TableCodec): void => {
+  tables = codec
+}
+
+/** numpy's one-letter type codes (`struct` format characters) of each typed array. */
+const NDARRAY_CODE = new Map<Function, number>([
+  [Int8Array, 0x62], // b
+  [Uint8Array, 0x42], // B
+  [Uint8ClampedArray, 0x42], // B
+  [Int16Array, 0x68], // h
+  [Uint16Array, 0x48], // H
+  [Int32Array, 0x69], // i
+  [Uint32Array, 0x49], // I
+  [BigInt64Array, 0x71], // q
+  [BigUint64Array, 0x51], // Q
+  [Float32Array, 0x66], // f
+  [Float64Array, 0x64] // d
+])
+
+type TypedArrayConstructor = new (buffer: ArrayBufferLike, byteOffset?: number, length?: number) => NdArray.TypedArray
+
+const NDARRAY_TYPE = new Map<number, TypedArrayConstructor>([
+  [0x62, Int8Array],
+  [0x42, Uint8Array],
+  [0x68, Int16Array],
+  [0x48, Uint16Array],
+  [0x69, Int32Array],
+  [0x49, Uint32Array],
+  [0x71, BigInt64Array],
+  [0x51, BigUint64Array],
+  [0x66, Float32Array],
+  [0x64, Float64Array]
+])
+
+/** Typed arrays travel in the host's byte order, which the format fixes as little-endian. */
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: false })
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
+
+/** An encoded value: parts to write in order (one, unless it holds big payloads by reference). */
+export interface Encoded {
+  readonly chunks: ReadonlyArray<Uint8Array>
+  readonly length: number
+}
 
 /** A growable buffer that writes MessagePack. */
 export class Encoder {
   buf: Uint8Array
   view: DataView
   pos = 0
+  /** Finished parts before `buf[start..pos]`: earlier buffer slices and big payloads, not copied. */
+  private readonly parts: Array<Uint8Array> = []
+  private partsLength = 0
+  private begin = 0
+  /** Above 0 while writing a payload whose length is patched afterwards: no parts then. */
+  private inline = 0
   private readonly path: Array<string | number> = []
   private readonly ancestors = new Set<object>()
 
@@ -53,9 +125,56 @@ export class Encoder {
     this.view = new DataView(this.buf.buffer)
   }
 
-  /** The bytes written so far (a view, not a copy). */
+  /** The bytes written so far, joined into one buffer (a view when nothing big was written). */
   bytes(): Uint8Array {
-    return this.buf.subarray(0, this.pos)
+    if (this.parts.length === 0) return this.buf.subarray(this.begin, this.pos)
+    const out = new Uint8Array(this.length)
+    let at = 0
+    for (const part of this.chunks()) {
+      out.set(part, at)
+      at += part.length
+    }
+    return out
+  }
+
+  /** The index in `buf` where the bytes not yet moved to parts begin. */
+  start(): number {
+    return this.begin
+  }
+
+  /** Moves the bytes written so far out of the way: they were taken as a part by the caller. */
+  restart(): void {
+    this.parts.length = 0
+    this.partsLength = 0
+    this.begin = this.pos
+  }
+
+  /** The encoding as parts, for a frame to carry without copying. */
+  encoded(): Encoded {
+    return { chunks: this.chunks(), length: this.length }
+  }
+
+  /** The bytes written so far as parts to write in order, without joining them. */
+  chunks(): Array<Uint8Array> {
+    const tail = this.buf.subarray(this.begin, this.pos)
+    return this.parts.length === 0 ? [tail] : tail.length === 0 ? [...this.parts] : [...this.parts, tail]
+  }
+
+  /** How many bytes were written. */
+  get length(): number {
+    return this.partsLength + this.pos - this.begin
+  }
+
+  /** Appends a big payload by reference: it is written to the channel from where it is. */
+  private part(bytes: Uint8Array): void {
+    if (this.inline > 0) return this.raw(bytes)
+    if (this.pos > this.begin) {
+      this.parts.push(this.buf.subarray(this.begin, this.pos))
+      this.partsLength += this.pos - this.begin
+    }
+    this.parts.push(bytes)
+    this.partsLength += bytes.length
+    this.begin = this.pos
   }
 
   reserve(n: number): void {
@@ -210,7 +329,60 @@ export class Encoder {
     if (n < 0x100) this.u8u8(0xc4, n)
     else if (n < 0x10000) this.u8u16(0xc5, n)
     else this.u8u32(0xc6, n)
-    this.raw(bytes)
+    this.bulk(bytes)
+  }
+
+  private bulk(bytes: Uint8Array): void {
+    if (bytes.length >= BIG_BYTES) this.part(bytes)
+    else this.raw(bytes)
+  }
+
+  /**
+   * ext 4: a typed array with its shape. The payload is the type code, the number of
+   * dimensions, a pad count, each dimension (uint32), the pad, then the elements in
+   * little-endian C order. The pad puts the elements at a multiple of 8 bytes from the start
+   * of the encoding, so the receiver can view them in place.
+   */
+  ndarray(data: NdArray.TypedArray, shape: ReadonlyArray<number>): void {
+    const code = NDARRAY_CODE.get(data.constructor)
+    if (code === undefined) throw new EncodeFailure([...this.path], `a ${data.constructor.name} has no Python mapping`)
+    if (!littleEndian) throw new EncodeFailure([...this.path], "typed arrays cross only from a little-endian host")
+    const head = 3 + 4 * shape.length
+    const n = data.byteLength
+    // The ext32 header is 6 bytes; the elements start after it and the head.
+    const pad = (8 - ((this.length + 6 + head) % 8)) % 8
+    this.extHeader32(EXT_NDARRAY, head + pad + n)
+    this.reserve(head + pad)
+    this.buf[this.pos++] = code
+    this.buf[this.pos++] = shape.length
+    this.buf[this.pos++] = pad
+    for (const d of shape) {
+      this.view.setUint32(this.pos, d)
+      this.pos += 4
+    }
+    this.buf.fill(0, this.pos, this.pos + pad)
+    this.pos += pad
+    this.bulk(new Uint8Array(data.buffer, data.byteOffset, n))
+  }
+
+  /** ext 5: an Arrow table as an Arrow IPC stream. */
+  private table(t: object): void {
+    let ipc: Uint8Array
+    try {
+      ipc = tables!.toIPC(t)
+    } catch (e) {
+      throw new EncodeFailure([...this.path], `an Arrow table failed to serialise: ${e instanceof Error ? e.message : String(e)}`)
+    }
+    this.extHeader32(EXT_ARROW, ipc.length)
+    this.bulk(ipc)
+  }
+
+  private extHeader32(type: number, n: number): void {
+    this.reserve(6)
+    this.buf[this.pos] = 0xc9
+    this.view.setUint32(this.pos + 1, n)
+    this.buf[this.pos + 5] = type & 0xff
+    this.pos += 6
   }
 
   arrayHeader(n: number): void {
@@ -250,7 +422,13 @@ export class Encoder {
     this.buf[at] = 0xc9
     this.buf[at + 5] = type & 0xff
     this.pos += 6
-    write()
+    // Inline only: the length patched below must stay in `buf`.
+    this.inline++
+    try {
+      write()
+    } finally {
+      this.inline--
+    }
     this.view.setUint32(at + 1, this.pos - at - 6)
   }
 
@@ -290,8 +468,15 @@ export class Encoder {
   }
 
   private object(v: object): void {
-    if (v instanceof Uint8Array && v.constructor === Uint8Array) return this.bin(v)
+    if (ArrayBuffer.isView(v)) {
+      // Every Uint8Array (a Node Buffer too) is bytes; other typed arrays are 1-d numpy arrays.
+      if (v instanceof Uint8Array) return this.bin(v)
+      if (v instanceof DataView) throw new EncodeFailure([...this.path], "a DataView has no Python mapping: send a typed array")
+      return this.ndarray(v as NdArray.TypedArray, [(v as NdArray.TypedArray).length])
+    }
+    if (v instanceof NdArray.NdArray) return this.ndarray(v.data, v.shape)
     if (v instanceof Date) return this.date(v)
+    if (tables?.isTable(v)) return this.table(v)
     if (this.handles?.isHandle(v)) {
       const id = this.handles.add(v, this.path)
       this.nestedExt(EXT_HANDLE, () => this.int(id))
@@ -349,6 +534,8 @@ export class Encoder {
 /** Reads MessagePack from one buffer. */
 export class Decoder {
   pos = 0
+  /** Set when a value was read that this process cannot represent (see EXT_ARROW). */
+  unsupported: string | undefined
   private readonly view: DataView
 
   constructor(readonly buf: Uint8Array) {
@@ -500,12 +687,55 @@ export class Decoder {
 
   private bin(n: number): Uint8Array {
     this.need(n)
-    // A plain Uint8Array that owns its memory: not a view pinning the whole frame, and not a
-    // Buffer even when the frame came from one.
-    const out = new Uint8Array(n)
-    out.set(this.buf.subarray(this.pos, this.pos + n))
+    const at = this.pos
     this.pos += n
+    // A plain Uint8Array, not a Buffer even when the frame came from one. A big payload that
+    // fills most of the frame is a view of it; a smaller one is copied, so that it does not pin
+    // the whole frame.
+    if (this.ownsMostOf(n)) return new Uint8Array(this.buf.buffer, this.buf.byteOffset + at, n)
+    return this.copy(at, at + n)
+  }
+
+  /** A plain Uint8Array with its own memory (`slice` of a Buffer would be a Buffer view). */
+  private copy(start: number, end: number): Uint8Array {
+    const out = new Uint8Array(end - start)
+    out.set(this.buf.subarray(start, end))
     return out
+  }
+
+  private ownsMostOf(n: number): boolean {
+    return n >= BIG_BYTES && n * 2 >= this.buf.length
+  }
+
+  /** ext 4 (see `Encoder.ndarray`): a typed array, or an `NdArray` unless it has one dimension. */
+  private ndarray(start: number, end: number): NdArray.TypedArray | NdArray.NdArray {
+    const code = this.buf[start]!
+    const ndim = this.buf[start + 1]!
+    const pad = this.buf[start + 2]!
+    const Ctor = NDARRAY_TYPE.get(code)
+    if (Ctor === undefined) throw new DecodeFailure(`unknown typed array code 0x${code.toString(16)}`)
+    if (!littleEndian) throw new DecodeFailure("typed arrays cross only to a little-endian host")
+    const shape: Array<number> = []
+    let count = 1
+    let at = start + 3
+    for (let i = 0; i < ndim; i++) {
+      const d = this.view.getUint32(at)
+      shape.push(d)
+      count *= d
+      at += 4
+    }
+    at += pad
+    const size = (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT
+    if (at > end || end - at !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${end - at} bytes`)
+    const offset = this.buf.byteOffset + at
+    let data: NdArray.TypedArray
+    if (offset % size === 0 && this.ownsMostOf(end - at)) {
+      data = new Ctor(this.buf.buffer, offset, count)
+    } else {
+      data = new Ctor(new ArrayBuffer(count * size), 0, count)
+      new Uint8Array(data.buffer).set(this.buf.subarray(at, end))
+    }
+    return ndim === 1 ? data : new NdArray.NdArray(data, Object.freeze(shape))
   }
 
   private array(n: number): Array<unknown> {
@@ -561,6 +791,23 @@ export class Decoder {
         const elements = this.value()
         if (!Array.isArray(elements) || this.pos !== end) throw new DecodeFailure("invalid set payload")
         return new Set(elements)
+      }
+      case EXT_NDARRAY: {
+        this.pos = end
+        return this.ndarray(start, end)
+      }
+      case EXT_ARROW: {
+        this.pos = end
+        if (tables === undefined) {
+          // Not a protocol fault: this value alone cannot be read here, the reply fails with it.
+          this.unsupported ??= "an Arrow table came back: import \"@snakebridge/core/Arrow\" (and install apache-arrow) to receive it"
+          return null
+        }
+        try {
+          return tables.fromIPC(this.ownsMostOf(n) ? this.buf.subarray(start, end) : this.copy(start, end))
+        } catch (e) {
+          throw new DecodeFailure(`invalid Arrow IPC stream: ${e instanceof Error ? e.message : String(e)}`)
+        }
       }
     }
     throw new DecodeFailure(`unknown extension type ${type}`)

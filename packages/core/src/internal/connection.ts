@@ -5,6 +5,7 @@ import type { WorkerProcess } from "../Worker.js"
 import { DecodeFailure } from "./codec.js"
 import {
   decodeMessage,
+  type Frame,
   encodeCancel,
   encodeRelease,
   FrameDecoder,
@@ -61,12 +62,12 @@ export interface Connection {
    */
   readonly request: (
     id: number,
-    frame: Uint8Array,
+    frame: Frame,
     onLateOk?: (reply: Reply) => void,
     onEmit?: (value: unknown) => void
   ) => Effect.Effect<Delivered, ChannelError>
   /** Sends a frame that has no reply. */
-  readonly send: (frame: Uint8Array) => void
+  readonly send: (frame: Frame) => void
   readonly release: (handleId: number) => void
   readonly kill: (reason: string) => Effect.Effect<void>
 }

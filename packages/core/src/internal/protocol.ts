@@ -1,4 +1,4 @@
-import { DecodeFailure, Decoder, Encoder } from "./codec.js"
+import { DecodeFailure, Decoder, type Encoded, Encoder } from "./codec.js"
 
 export const PROTOCOL_VERSION = 1
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024
@@ -159,26 +159,71 @@ const finishFrame = (e: Encoder): Uint8Array => {
   return e.bytes()
 }
 
+/**
+ * A frame to write: one buffer, or parts written in order in one system call when the
+ * request carries big binary payloads (they are not copied into the frame).
+ */
+export type Frame = Uint8Array | ReadonlyArray<Uint8Array>
+
 /** A request; `args` and `kwargs` are already encoded (MessagePack array and map). */
 export interface RunRequest {
   readonly id: number
   readonly hash: string
   readonly code: string | null
-  readonly args: Uint8Array
+  readonly args: Encoded
   readonly mode: Mode
 }
 
 export interface CallRequest {
   readonly id: number
   readonly target: string
-  readonly args: Uint8Array
-  readonly kwargs: Uint8Array
+  readonly args: Encoded
+  readonly kwargs: Encoded
   readonly mode: Mode
 }
 
-export const encodeRun = (req: RunRequest): Uint8Array => {
-  const e = startFrame(64 + req.args.length + (req.code === null ? 0 : req.code.length * 3))
-  e.mapHeader(6)
+/** Whether an encoding carries big payloads by reference (and typed arrays aligned to its start). */
+const hasParts = (v: Encoded): boolean => v.chunks.length > 1
+
+/**
+ * Writes `key` and the encoded value. A value with big parts goes by reference, after a pad
+ * entry that puts it at a multiple of 8 bytes from the start of the body, so that the typed
+ * arrays inside it stay aligned for the worker.
+ */
+const field = (e: Encoder, parts: Array<Uint8Array>, padKey: string, key: string, v: Encoded): void => {
+  if (!hasParts(v)) {
+    e.str(key)
+    for (const chunk of v.chunks) e.raw(chunk)
+    return
+  }
+  // body offset after: pos - 4 (frame header) + pad entry (1 + padKey, 1 + L) + key (1 + key)
+  const fixed = e.pos - 4 + 1 + padKey.length + 1 + 1 + key.length
+  const L = (8 - (fixed % 8)) % 8
+  e.str(padKey)
+  e.str(" ".repeat(L))
+  e.str(key)
+  parts.push(e.buf.slice(e.start(), e.pos))
+  e.restart()
+  for (const chunk of v.chunks) parts.push(chunk)
+}
+
+/** Ends a frame that may hold parts: its length covers every part. */
+const finishParts = (e: Encoder, parts: Array<Uint8Array>): Frame => {
+  if (parts.length === 0) return finishFrame(e)
+  if (e.pos > e.start()) parts.push(e.buf.subarray(e.start(), e.pos))
+  let length = -4
+  for (const part of parts) length += part.length
+  new DataView(parts[0]!.buffer, parts[0]!.byteOffset, 4).setUint32(0, length)
+  return parts
+}
+
+const entries = (base: number, ...values: Array<Encoded>): number =>
+  base + values.reduce((n, v) => n + (hasParts(v) ? 1 : 0), 0)
+
+export const encodeRun = (req: RunRequest): Frame => {
+  const e = startFrame(64 + (hasParts(req.args) ? 0 : req.args.length) + (req.code === null ? 0 : req.code.length * 3))
+  const parts: Array<Uint8Array> = []
+  e.mapHeader(entries(6, req.args))
   e.str("t")
   e.str("run")
   e.str("id")
@@ -190,14 +235,15 @@ export const encodeRun = (req: RunRequest): Uint8Array => {
   else e.str(req.code)
   e.str("mode")
   e.str(req.mode)
-  e.str("args")
-  e.raw(req.args)
-  return finishFrame(e)
+  field(e, parts, "_a", "args", req.args)
+  return finishParts(e, parts)
 }
 
-export const encodeCall = (req: CallRequest): Uint8Array => {
-  const e = startFrame(64 + req.target.length * 3 + req.args.length + req.kwargs.length)
-  e.mapHeader(6)
+export const encodeCall = (req: CallRequest): Frame => {
+  const inline = (v: Encoded) => (hasParts(v) ? 0 : v.length)
+  const e = startFrame(64 + req.target.length * 3 + inline(req.args) + inline(req.kwargs))
+  const parts: Array<Uint8Array> = []
+  e.mapHeader(entries(6, req.args, req.kwargs))
   e.str("t")
   e.str("call")
   e.str("id")
@@ -206,11 +252,9 @@ export const encodeCall = (req: CallRequest): Uint8Array => {
   e.str(req.target)
   e.str("mode")
   e.str(req.mode)
-  e.str("args")
-  e.raw(req.args)
-  e.str("kwargs")
-  e.raw(req.kwargs)
-  return finishFrame(e)
+  field(e, parts, "_a", "args", req.args)
+  field(e, parts, "_k", "kwargs", req.kwargs)
+  return finishParts(e, parts)
 }
 
 export const encodeRelease = (ids: ReadonlyArray<number>): Uint8Array => {
@@ -270,6 +314,10 @@ export const decodeMessage = (body: Uint8Array): WorkerMessage => {
   switch (m.t) {
     case "ok":
       if (typeof m.id !== "number") break
+      if (d.unsupported !== undefined) {
+        // The reply is sound but its value cannot be represented here: that drop fails, not the channel.
+        return { t: "err", id: m.id, kind: "encode", path: [], message: d.unsupported }
+      }
       return m as unknown as Ok
     case "err":
       if (typeof m.id !== "number" || typeof m.kind !== "string") break

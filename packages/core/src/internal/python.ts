@@ -11,7 +11,7 @@ import {
   PythonException,
   WorkerStartupError
 } from "../PythonError.js"
-import { EncodeFailure, Encoder } from "./codec.js"
+import { type Encoded, EncodeFailure, Encoder } from "./codec.js"
 import * as Connection from "./connection.js"
 import { locate, mapTraceback } from "./drop.js"
 import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
@@ -22,8 +22,8 @@ import type { Python, WorkerInfo } from "./service.js"
 let nextRequestId = 1
 
 interface Prepared {
-  readonly args: Uint8Array
-  readonly kwargs: Uint8Array | undefined
+  readonly args: Encoded
+  readonly kwargs: Encoded | undefined
   readonly affinity: Connection.Connection | undefined
 }
 
@@ -34,12 +34,12 @@ const prepare = (drop: Drop): Effect.Effect<Prepared, EncodeError | HandleError>
     try {
       const e = new Encoder(64, handles)
       e.value(drop.args)
-      const args = e.bytes()
-      let kwargs: Uint8Array | undefined
+      const args = e.encoded()
+      let kwargs: Encoded | undefined
       if (drop.kwargs !== undefined) {
         const k = new Encoder(32, handles)
         k.value(drop.kwargs)
-        kwargs = k.bytes()
+        kwargs = k.encoded()
       }
       return Effect.succeed({ args, kwargs, affinity: handles.connection })
     } catch (e) {

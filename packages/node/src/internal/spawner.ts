@@ -156,14 +156,15 @@ export const spawn = (
     const worker: WorkerProcess = {
       pid: child.pid!,
       python,
-      write: (bytes) => {
+      write: (frame) => {
         if (channel.destroyed || channel.writableEnded) return
         if (!corked) {
           corked = true
           channel.cork()
           process.nextTick(uncork)
         }
-        channel.write(bytes)
+        if (frame instanceof Uint8Array) channel.write(frame)
+        else for (const part of frame) channel.write(part)
       },
       // No chunkSize: `read(n)` waits for n bytes, while replies must be taken as soon as they arrive.
       replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never).pipe(

@@ -84,14 +84,17 @@ class Worker:
     def read_loop(self, fd: int) -> None:
         reader = FrameReader()
         while True:
+            target = reader.target()
             try:
-                chunk = os.read(fd, 1 << 20)
+                # A big frame is read straight into its own buffer; anything else in chunks.
+                got = os.read(fd, 1 << 20) if target is None else os.readv(fd, [target])
             except OSError:
-                chunk = b""
-            if not chunk:
+                got = b""
+            if not got:
                 os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
             try:
-                for body in reader.feed(chunk):
+                bodies = reader.feed(got) if isinstance(got, bytes) else reader.filled(got)
+                for body in bodies:
                     refs: list[HandleRef] = []
                     msg = codec.decode(body, codec.Handles(lambda hid: _ref(refs, hid)))
                     if refs and isinstance(msg, dict):
@@ -257,13 +260,13 @@ class Worker:
 
     def reply(self, reply: dict[str, Any]) -> None:
         try:
-            body = codec.encode(reply)
+            parts = codec.encode_parts(reply)
         except codec.EncodeError as e:
             # Only "value" can fail: the path inside the message is ["value", ...].
-            body = codec.encode(
+            parts = codec.encode_parts(
                 {"t": "err", "id": reply["id"], "kind": "encode", "path": e.path[1:], "message": e.message}
             )
-        self.writer.write(body)
+        self.writer.write_parts(parts)
 
 
 class ForwardingHandler(logging.Handler):

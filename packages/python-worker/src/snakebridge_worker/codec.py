@@ -3,13 +3,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
+
+from . import arrays
 
 EXT_TIMESTAMP = -1
 EXT_BIGINT = 1
 EXT_SET = 2
 EXT_HANDLE = 3
+EXT_NDARRAY = 4
+EXT_ARROW = 5
+
+# Binary payloads at least this long are not copied into the encoding: they become parts of it,
+# written to the channel from where they are (one writev).
+BIG_BYTES = 64 * 1024
 
 _UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -51,16 +60,39 @@ class Handles:
 
 
 def encode(value: Any) -> bytes:
-    out = bytearray()
-    _Encoder(out).value(value, [], set())
-    return bytes(out)
+    return b"".join(encode_parts(value))
+
+
+def encode_parts(value: Any) -> list[Any]:
+    """The encoding as buffers to write in order; big payloads are included by reference."""
+    e = _Encoder(bytearray())
+    e.value(value, [], set())
+    return e.finish()
 
 
 class _Encoder:
-    __slots__ = ("out",)
+    __slots__ = ("out", "parts", "base")
 
     def __init__(self, out: bytearray) -> None:
         self.out = out
+        self.parts: list[Any] = []
+        self.base = 0  # bytes already moved to parts
+
+    def finish(self) -> list[Any]:
+        if self.out or not self.parts:
+            self.parts.append(self.out)
+        return self.parts
+
+    def bulk(self, data: Any) -> None:
+        """Appends raw bytes: copied when small, by reference when big."""
+        n = data.nbytes if isinstance(data, memoryview) else len(data)
+        if n < BIG_BYTES:
+            self.out += data
+            return
+        self.parts.append(self.out)
+        self.parts.append(data)
+        self.base += len(self.out) + n
+        self.out = bytearray()
 
     def int_(self, n: int) -> None:
         out = self.out
@@ -114,7 +146,23 @@ class _Encoder:
             out += b"\xc5" + _H.pack(n)
         else:
             out += b"\xc6" + _I.pack(n)
-        out += b if not isinstance(b, memoryview) else b.cast("B")
+        self.bulk(b if not isinstance(b, memoryview) else b.cast("B"))
+
+    def ndarray(self, code: str, shape: tuple[int, ...], data: memoryview) -> None:
+        """ext 4, as PROTOCOL.md: the elements start at a multiple of 8 from the start of the encoding."""
+        head = 3 + 4 * len(shape)
+        pad = -(self.base + len(self.out) + 6 + head) % 8
+        out = self.out
+        out += b"\xc9" + _I.pack(head + pad + data.nbytes) + _b.pack(EXT_NDARRAY)
+        out += bytes((ord(code), len(shape), pad))
+        for d in shape:
+            out += _I.pack(d)
+        out += bytes(pad)
+        self.bulk(data)
+
+    def table(self, ipc: memoryview) -> None:
+        self.out += b"\xc9" + _I.pack(ipc.nbytes) + _b.pack(EXT_ARROW)
+        self.bulk(ipc)
 
     def array_header(self, n: int) -> None:
         if n < 16:
@@ -161,7 +209,7 @@ class _Encoder:
             self.out += b"\xcb" + _d.pack(v)
         elif t is str:
             self.str_(v)
-        elif t is bytes or t is bytearray or t is memoryview:
+        elif t is bytes or t is bytearray:
             self.bin_(v)
         elif t is list or t is tuple:
             self.container(v, path, seen, self.seq)
@@ -188,7 +236,25 @@ class _Encoder:
         elif isinstance(v, _dt.datetime):
             self.datetime_(v)
         else:
-            raise EncodeError(list(path), f"a {t.__module__}.{t.__qualname__} has no mapping to TypeScript")
+            self.other(v, t, path, seen)
+
+    def other(self, v: Any, t: type, path: list[str | int], seen: set[int]) -> None:
+        """Arrays, tables and numpy scalars; anything else has no mapping."""
+        try:
+            parts = arrays.ndarray_parts(v)
+            if parts is not None:
+                return self.ndarray(*parts)
+            if t is memoryview:  # of bytes
+                return self.bin_(v)
+            ipc = arrays.table_ipc(v)
+        except arrays.Unsupported as e:
+            raise EncodeError(list(path), str(e)) from None
+        if ipc is not None:
+            return self.table(ipc)
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(v, np.generic):
+            return self.value(v.item(), path, seen)
+        raise EncodeError(list(path), f"a {t.__module__}.{t.__qualname__} has no mapping to TypeScript")
 
     def container(self, v: Any, path: list[str | int], seen: set[int], write: Callable[..., None]) -> None:
         key = id(v)
@@ -224,7 +290,7 @@ class _Encoder:
             path.append(i)
             inner.value(x, path, seen)
             path.pop()
-        self.ext(EXT_SET, bytes(inner.out))
+        self.ext(EXT_SET, b"".join(inner.finish()))
 
     def datetime_(self, v: _dt.datetime) -> None:
         if v.tzinfo is None:
@@ -235,6 +301,8 @@ class _Encoder:
 
 
 def decode(data: bytes | bytearray | memoryview, handles: Handles | None = None) -> Any:
+    # A bytearray frame (a big one, read in place) is decoded through a memoryview, so that its
+    # typed arrays and tables are views of it, writable and not copied.
     d = _Decoder(memoryview(data).cast("B") if not isinstance(data, bytes) else data, handles)
     v = d.value()
     if d.pos != len(d.buf):
@@ -342,6 +410,10 @@ class _Decoder:
                 return {_hashable(e) if isinstance(e, list) else e for e in elements}
             except TypeError:
                 raise DecodeError("a set element is not hashable in Python") from None
+        if code == EXT_NDARRAY:
+            return _ndarray(payload)
+        if code == EXT_ARROW:
+            return arrays.table_from(memoryview(payload))
         if code == EXT_HANDLE:
             self.pos = start
             hid = self.value()
@@ -351,6 +423,26 @@ class _Decoder:
                 raise DecodeError("a handle reference where none is allowed")
             return self.handles.resolve(hid)
         raise DecodeError(f"unknown extension type {code}")
+
+
+def _ndarray(payload: Any) -> Any:
+    view = memoryview(payload)
+    if len(view) < 3:
+        raise DecodeError("invalid typed array payload")
+    code, ndim, pad = chr(view[0]), view[1], view[2]
+    if code not in arrays.ITEMSIZE:
+        raise DecodeError(f"unknown typed array code {code!r}")
+    at = 3 + 4 * ndim
+    if len(view) < at + pad:
+        raise DecodeError("invalid typed array payload")
+    shape = tuple(_I.unpack_from(view, 3 + 4 * i)[0] for i in range(ndim))
+    count = 1
+    for d in shape:
+        count *= d
+    data = view[at + pad :]
+    if len(data) != count * arrays.ITEMSIZE[code]:
+        raise DecodeError(f"an array of shape {shape} does not match its {len(data)} bytes")
+    return arrays.ndarray_from(code, shape, data)
 
 
 def _hashable(v: list[Any]) -> tuple[Any, ...]:

@@ -15,13 +15,33 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    """Accumulates bytes and yields complete frame bodies."""
+    """Accumulates bytes and yields complete frame bodies.
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    A frame of at least `big` bytes gets a buffer of its own (a `bytearray`, writable), which
+    the caller fills straight from the channel (`target` / `filled`): its payloads are then
+    decoded in place, without a copy.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, big: int = 64 * 1024) -> None:
         self._buf = bytearray()
         self._max = max_frame
+        self._big_min = big
+        self._big: bytearray | None = None
+        self._got = 0
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
+    def target(self) -> memoryview | None:
+        """Where the next bytes go when a big frame is being read, else None (use `feed`)."""
+        return None if self._big is None else memoryview(self._big)[self._got :]
+
+    def filled(self, n: int) -> Iterator[bytes | bytearray]:
+        """`n` bytes were read into `target()`."""
+        self._got += n
+        big = self._big
+        if big is not None and self._got == len(big):
+            self._big = None
+            yield big
+
+    def feed(self, chunk: bytes) -> Iterator[bytes | bytearray]:
         buf = self._buf
         buf += chunk
         pos = 0
@@ -30,7 +50,18 @@ class FrameReader:
             (length,) = _LEN.unpack_from(buf, pos)
             if length > self._max:
                 raise FrameError(f"a frame claims {length} bytes, above the limit of {self._max}")
-            if n - pos - 4 < length:
+            available = n - pos - 4
+            if length >= self._big_min:
+                big = bytearray(length)
+                got = min(length, available)
+                big[:got] = memoryview(buf)[pos + 4 : pos + 4 + got]
+                pos += 4 + got
+                if got == length:
+                    yield big
+                    continue
+                self._big, self._got = big, got
+                break
+            if available < length:
                 break
             yield bytes(buf[pos + 4 : pos + 4 + length])
             pos += 4 + length
@@ -40,6 +71,10 @@ class FrameReader:
 
 def frame(body: bytes) -> bytes:
     return _LEN.pack(len(body)) + body
+
+
+# At most this many buffers per writev (the system's IOV_MAX is at least 1024 on Linux).
+_IOV_MAX = 1024
 
 
 class FrameWriter:
@@ -55,3 +90,21 @@ class FrameWriter:
             while data:
                 written = os.write(self._fd, data)
                 data = data[written:]
+
+    def write_parts(self, parts: list) -> None:
+        """One frame whose body is `parts` in order, written without joining them (writev)."""
+        views = [memoryview(p).cast("B") for p in parts]
+        views.insert(0, memoryview(_LEN.pack(sum(v.nbytes for v in views))))
+        with self._lock:
+            while views:
+                written = os.writev(self._fd, views[:_IOV_MAX])
+                while written:
+                    head = views[0]
+                    if written >= head.nbytes:
+                        written -= head.nbytes
+                        views.pop(0)
+                    else:
+                        views[0] = head[written:]
+                        written = 0
+                while views and views[0].nbytes == 0:
+                    views.pop(0)

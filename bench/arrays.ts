@@ -1,0 +1,84 @@
+/**
+ * Typed arrays into numpy and back, Arrow tables into pandas and back, and the machine's
+ * fresh-allocation rate: the ceiling of any transfer that lands in new memory.
+ */
+import { Drop, py } from "@snakebridge/core"
+import * as Arrow from "@snakebridge/core/Arrow"
+import { tableFromArrays } from "apache-arrow"
+import { Effect, Schema } from "effect"
+import { nowUs } from "./stats.js"
+
+const Float64 = Schema.instanceOf(Float64Array)
+
+/**
+ * A `Float64Array` of `bytes` into numpy (doubled in place there) and back, `times` times in a
+ * row with the same input: MB/s of payload per round trip, first and median of the rest.
+ */
+export const ndarrayRoundTrips = (bytes: number, times: number) =>
+  Effect.gen(function* () {
+    const input = new Float64Array(bytes / 8)
+    for (let i = 0; i < input.length; i += 512) input[i] = i
+    const rates: Array<number> = []
+    for (let k = 0; k < times; k++) {
+      const t = nowUs()
+      const out = yield* py`
+a = ${input}
+a *= 2
+a
+`.pipe(Drop.returning(Float64))
+      rates.push(bytes / (nowUs() - t))
+      if (out.length !== input.length || out[512] !== 1024) return yield* Effect.fail(new Error("ndarray round trip: wrong result"))
+    }
+    const rest = rates.slice(1).sort((a, b) => a - b)
+    return { first: rates[0]!, repeated: rest.length > 0 ? rest[rest.length >> 1]! : rates[0]! }
+  })
+
+/**
+ * A table of `rows` rows and four numeric columns into pandas (a column added there) and back
+ * as an Arrow table; rows per second each way and for the round trip.
+ */
+export const arrowRoundTrip = (rows: number) =>
+  Effect.gen(function* () {
+    const table = tableFromArrays({
+      id: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)),
+      price: Float64Array.from({ length: rows }, (_, i) => i * 0.5),
+      qty: Int32Array.from({ length: rows }, (_, i) => i % 100),
+      weight: Float32Array.from({ length: rows }, (_, i) => i % 3)
+    })
+    let t = nowUs()
+    const n = yield* py`len(${table}.to_pandas())`.pipe(Drop.returning(Schema.Number))
+    const inRate = (rows / (nowUs() - t)) * 1e6
+    if (n !== rows) return yield* Effect.fail(new Error(`arrow in: ${n} rows arrived`))
+    t = nowUs()
+    const back = yield* py`
+df = ${table}.to_pandas()
+df["total"] = df["price"] * df["qty"]
+df
+`.pipe(Drop.returning(Arrow.schema))
+    const roundTrip = (rows / (nowUs() - t)) * 1e6
+    if (back.numRows !== rows || back.getChild("total")?.get(3) !== 1.5 * 3) {
+      return yield* Effect.fail(new Error("arrow round trip: wrong result"))
+    }
+    t = nowUs()
+    const out = yield* py`
+import numpy as np, pandas as pd
+pd.DataFrame({"x": np.arange(${rows}, dtype=np.float64), "y": np.arange(${rows}, dtype=np.int64)})
+`.pipe(Drop.returning(Arrow.schema))
+    const outRate = (rows / (nowUs() - t)) * 1e6
+    if (out.numRows !== rows) return yield* Effect.fail(new Error("arrow out: wrong result"))
+    return { inRate, outRate, roundTrip }
+  })
+
+/** Allocating `bytes` of new memory and writing all of it once, MB/s: what first-touch costs here. */
+export const freshAllocation = (bytes: number): number => {
+  const src = new Uint8Array(bytes).fill(1)
+  const rates: Array<number> = []
+  for (let k = 0; k < 3; k++) {
+    const t = nowUs()
+    const fresh = new Uint8Array(bytes)
+    fresh.set(src)
+    rates.push(bytes / (nowUs() - t))
+    if (fresh[bytes - 1] !== 1) throw new Error("fresh allocation: wrong copy")
+  }
+  return rates.sort((a, b) => a - b)[1]!
+}
