@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import builtins
 import importlib
 import linecache
@@ -11,15 +10,16 @@ import textwrap
 import traceback
 import types
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import asyncio
 
 FUNCTION = "__snakebridge_drop__"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@dataclass(frozen=True)
-class Compiled:
+class Compiled(NamedTuple):
     function: types.FunctionType
     is_async: bool
     filename: str
@@ -157,6 +157,8 @@ class Runner:
     def event_loop(self) -> asyncio.AbstractEventLoop:
         """The worker's one event loop, shared by every async drop and stream."""
         if self._loop is None or self._loop.is_closed():
+            import asyncio  # here, not at start-up: importing it costs a third of the worker's start
+
             self._loop = asyncio.new_event_loop()
         return self._loop
 
