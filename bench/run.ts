@@ -52,7 +52,7 @@ const config = quick
       sbSeq: 8_000,
       sbPipelined: 20_000,
       sbPipelinedOne: 8_000,
-      handleCycles: 10_000,
+      handleCycles: 100_000,
       bulkBytes: 64 * floor.MiB,
       ndarrayRepeats: 5,
       arrowRows: 1_000_000,
@@ -198,7 +198,7 @@ const sbRep = async () => {
     checkCount("handle drop", handleDrop.count, config.sbSeq)
     gc()
     const heapBefore = process.memoryUsage().heapUsed / 1e6
-    const cycles = await run("handle cycles", sb.handleCycles(config.handleCycles, BUDGET_MS * 2, gc))
+    const cycles = await run("handle cycles", sb.handleCycles(config.handleCycles, BUDGET_MS * 3, gc))
     gc()
     checkCount("handle cycles", cycles.cycles, config.handleCycles)
     record("sb.cycles.ms", cycles.millis)
