@@ -32,6 +32,11 @@ export interface WorkerProcess {
    * by reference, one system call). Never blocks, never throws (a dead channel drops it).
    */
   readonly write: (frame: Uint8Array | ReadonlyArray<Uint8Array>) => void
+  /**
+   * Queues a frame on the control channel (cancels), which the worker reads on a thread of its
+   * own while it runs requests. Never blocks, never throws.
+   */
+  readonly control: (frame: Uint8Array) => void
   /** The reply channel as raw chunks; ends when the process closes it or dies. */
   readonly replies: Stream.Stream<Uint8Array>
   /** Waits for the process to exit. */

@@ -16,41 +16,48 @@ from snakebridge_worker import codec
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
-# Moves the pipe ends to fds 3 and 4 (via fresh copies, so the two cannot clobber each
+# Moves the pipe ends to fds 3, 4 and 5 (via fresh copies, so they cannot clobber each
 # other), then becomes the worker exactly as Node starts it.
 _EXEC_ON_FDS = (
     "import fcntl, os, sys\n"
-    "r, w = (fcntl.fcntl(int(a), fcntl.F_DUPFD_CLOEXEC, 10) for a in sys.argv[1:3])\n"
-    "os.dup2(r, 3); os.dup2(w, 4)\n"
+    "r, w, c = (fcntl.fcntl(int(a), fcntl.F_DUPFD_CLOEXEC, 10) for a in sys.argv[1:4])\n"
+    "os.dup2(r, 3); os.dup2(w, 4); os.dup2(c, 5)\n"
     "os.execv(sys.executable, [sys.executable, '-u', '-m', 'snakebridge_worker'])\n"
 )
 
 
 class WorkerProcess:
-    """A real worker subprocess with its protocol on fds 3 and 4, as Node starts it."""
+    """A real worker subprocess with its protocol on fds 3, 4 and 5, as Node starts it."""
 
     def __init__(self) -> None:
         r3, self.w3 = os.pipe()
         self.r4, w4 = os.pipe()
+        r5, self.w5 = os.pipe()
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
         env["PYTHONPATH"] = str(SRC)
         env["SNAKEBRIDGE_WORKER_ID"] = "7"
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _EXEC_ON_FDS, str(r3), str(w4)],
+            [sys.executable, "-c", _EXEC_ON_FDS, str(r3), str(w4), str(r5)],
             env=env,
-            pass_fds=(r3, w4),
+            pass_fds=(r3, w4, r5),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         os.close(r3)
         os.close(w4)
+        os.close(r5)
         self.buf = b""
         self.hello = self.recv()
 
     def send(self, msg: dict[str, Any]) -> None:
         body = codec.encode(msg)
         os.write(self.w3, struct.pack(">I", len(body)) + body)
+
+    def cancel(self, rid: int) -> None:
+        """A cancel, on the control channel as Node sends it."""
+        body = codec.encode({"t": "cancel", "id": rid})
+        os.write(self.w5, struct.pack(">I", len(body)) + body)
 
     def recv(self, timeout: float = 10.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -76,10 +83,11 @@ class WorkerProcess:
         return self.recv()
 
     def close(self) -> None:
-        try:
-            os.close(self.w3)
-        except OSError:
-            pass
+        for fd in (self.w3, self.w5):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:

@@ -82,7 +82,7 @@ def test_cancel_interrupts_a_sleep_and_a_busy_loop_and_the_worker_serves_on(work
         worker.send({"t": "run", "id": rid, "hash": f"c{rid}", "code": code, "args": [], "mode": "value"})
         time.sleep(0.2)
         start = time.monotonic()
-        worker.send({"t": "cancel", "id": rid})
+        worker.cancel(rid)
         reply = worker.recv(timeout=5)
         assert reply["id"] == rid and reply["kind"] == "interrupted"
         assert time.monotonic() - start < 2
@@ -92,7 +92,7 @@ def test_cancel_interrupts_a_sleep_and_a_busy_loop_and_the_worker_serves_on(work
 def test_cancel_of_a_queued_request_skips_it(worker: WorkerProcess):
     worker.send({"t": "run", "id": 1, "hash": "slow", "code": "import time\ntime.sleep(0.3)\nreturn 1", "args": [], "mode": "value"})
     worker.send({"t": "run", "id": 2, "hash": "side", "code": "import builtins\nbuiltins.ran = True", "args": [], "mode": "value"})
-    worker.send({"t": "cancel", "id": 2})
+    worker.cancel(2)
     assert worker.recv()["value"] == 1
     assert worker.recv() == {"t": "err", "id": 2, "kind": "interrupted", "message": "cancelled before it ran"}
     assert worker.run(3, "import builtins\nreturn getattr(builtins, 'ran', False)")["value"] is False
@@ -100,7 +100,7 @@ def test_cancel_of_a_queued_request_skips_it(worker: WorkerProcess):
 
 def test_a_late_cancel_does_not_hit_the_next_request(worker: WorkerProcess):
     assert worker.run(1, "return 1")["value"] == 1
-    worker.send({"t": "cancel", "id": 1})
+    worker.cancel(1)
     assert worker.run(2, "import time\ntime.sleep(0.2)\nreturn 2")["value"] == 2
 
 
@@ -116,11 +116,26 @@ def test_exceptions_become_typed_replies(worker: WorkerProcess):
     assert reply["kind"] == "exception" and reply["type"] == "SystemExit"
 
 
-def test_eof_on_the_request_channel_ends_the_worker_even_mid_drop(worker: WorkerProcess):
+def test_eof_on_the_control_channel_ends_the_worker_even_mid_drop(worker: WorkerProcess):
     worker.send({"t": "run", "id": 1, "hash": "spin", "code": "while True:\n    pass", "args": [], "mode": "value"})
     time.sleep(0.2)
+    os.close(worker.w5)
+    assert worker.proc.wait(5) == 0
+
+
+def test_eof_on_the_request_channel_ends_an_idle_worker(worker: WorkerProcess):
+    assert worker.run(1, "return 1")["value"] == 1
     os.close(worker.w3)
     assert worker.proc.wait(5) == 0
+
+
+def test_a_cancel_may_overtake_its_request(worker: WorkerProcess):
+    # The control channel is separate: a cancel can arrive before the request it names.
+    worker.cancel(5)
+    time.sleep(0.1)
+    worker.send({"t": "run", "id": 5, "hash": "one", "code": "return 1", "args": [], "mode": "value"})
+    assert worker.recv() == {"t": "err", "id": 5, "kind": "interrupted", "message": "cancelled before it ran"}
+    assert worker.run(6, "return 2")["value"] == 2
 
 
 def test_a_malformed_request_frame_ends_the_worker_with_a_message():

@@ -242,7 +242,7 @@ export const make = (
     const cancel = (id: number, d: Deferred.Deferred<Delivered, ChannelError>, onLateOk?: (reply: Reply) => void) =>
       Effect.suspend(() => {
         if (!alive) return Effect.void
-        proc.write(encodeCancel(id))
+        proc.control(encodeCancel(id))
         // This runs as an interruption finalizer (uninterruptible): the wait must be made
         // interruptible again, or the timeout could never cut it short.
         return Effect.interruptible(Deferred.await(d)).pipe(

@@ -62,7 +62,8 @@ const lines = (stream: Stream.Stream<string>): Stream.Stream<string> =>
     )
   })
 
-const readable = (child: ChildProcess, fd: number) => child.stdio[fd] as Readable
+const readable = (child: ChildProcess, fd: number) => (child.stdio as ReadonlyArray<unknown>)[fd] as Readable
+const writable = (child: ChildProcess, fd: 3 | 5) => (child.stdio as ReadonlyArray<unknown>)[fd] as Writable
 
 /**
  * Spawns `python -u -m snakebridge_worker` directly (never through a shell) with
@@ -90,7 +91,7 @@ export const spawn = (
         const child = spawnChild(python, ["-u", "-m", "snakebridge_worker"], {
           cwd: options.cwd,
           env,
-          stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"]
+          stdio: ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"]
         })
         child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
         child.once("error", (error) => {
@@ -107,13 +108,17 @@ export const spawn = (
         })
         child.once("spawn", () => resume(Effect.succeed(child)))
         // A write after the worker died fails asynchronously; the read loop reports the death.
-        ;(child.stdio[3] as Writable).on("error", () => {})
+        writable(child, 3).on("error", () => {})
+        writable(child, 5).on("error", () => {})
       }),
       (child) =>
-        // Two-phase shutdown: EOF on the request channel makes the worker exit; SIGKILL if it has not
-        // after the grace period.
+        // Two-phase shutdown: EOF on the request and control channels makes the worker exit (at once,
+        // even mid-drop: the control thread sees it); SIGKILL if it has not after the grace period.
         // (A finalizer is uninterruptible: the wait is made interruptible so the timeout can end it.)
-        Effect.sync(() => (child.stdio[3] as Writable).end()).pipe(
+        Effect.sync(() => {
+          writable(child, 3).end()
+          writable(child, 5).end()
+        }).pipe(
           Effect.zipRight(Effect.interruptible(Deferred.await(exited))),
           Effect.timeoutOption(options.shutdownGrace),
           Effect.flatMap((done) =>
@@ -145,7 +150,7 @@ export const spawn = (
     yield* forward(1)
     yield* forward(2)
 
-    const channel = child.stdio[3] as Writable
+    const channel = writable(child, 3)
     // Frames written in one tick of the event loop leave in one system call (writev): the
     // channel is corked at the first write and uncorked on the next tick.
     let corked = false
@@ -165,6 +170,10 @@ export const spawn = (
         }
         if (frame instanceof Uint8Array) channel.write(frame)
         else for (const part of frame) channel.write(part)
+      },
+      control: (frame) => {
+        const control = writable(child, 5)
+        if (!control.destroyed && !control.writableEnded) control.write(frame)
       },
       // No chunkSize: `read(n)` waits for n bytes, while replies must be taken as soon as they arrive.
       replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never).pipe(

@@ -1,10 +1,9 @@
-"""The worker process: `python -u -m snakebridge_worker`, protocol on fds 3 (in) and 4 (out)."""
+"""The worker process: `python -u -m snakebridge_worker`, protocol on fds 3 (in), 4 (out) and 5 (cancels)."""
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from .runner import Runner, describe
 
 REQUESTS_FD = 3
 REPLIES_FD = 4
+CONTROL_FD = 5
 PR_SET_PDEATHSIG = 1
 
 
@@ -37,7 +37,7 @@ def die_with_parent() -> None:
 
 
 class HandleRef:
-    """A handle reference read by the reader thread, resolved by the main thread in order."""
+    """A handle reference in a decoded request, resolved when the request runs."""
 
     __slots__ = ("id",)
 
@@ -71,7 +71,6 @@ class Worker:
         self.writer = writer
         self.registry = Registry()
         self.runner = Runner()
-        self.inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self.lock = threading.RLock()  # re-entrant: the SIGINT handler runs on the main thread
         self.running: int | None = None
         self.cancel_target: int | None = None
@@ -79,9 +78,10 @@ class Worker:
         self.streams: dict[int, tuple[Any, str | None]] = {}
         self.main_ident = threading.get_ident()
 
-    # -- the reader thread ---------------------------------------------------------
+    # -- the main thread: requests, read and run in order -------------------------
 
-    def read_loop(self, fd: int) -> None:
+    def serve(self, fd: int) -> None:
+        """Reads requests and runs them one by one, on this thread: no hand-off per request."""
         reader = FrameReader()
         while True:
             target = reader.target()
@@ -91,29 +91,43 @@ class Worker:
             except OSError:
                 got = b""
             if not got:
-                os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
+                os._exit(0)  # EOF: the parent is gone or wants us gone
             try:
-                bodies = reader.feed(got) if isinstance(got, bytes) else reader.filled(got)
+                bodies = list(reader.feed(got) if isinstance(got, bytes) else reader.filled(got))
+                messages = []
                 for body in bodies:
                     refs: list[HandleRef] = []
                     msg = codec.decode(body, codec.Handles(lambda hid: _ref(refs, hid)))
                     if refs and isinstance(msg, dict):
                         msg["refs"] = True
-                    self.dispatch(msg)
+                    messages.append(msg)
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the request channel: {e}\n")
                 os._exit(2)
+            for msg in messages:
+                self.handle(msg if isinstance(msg, dict) else {"t": "?", "raw": msg})
 
-    def dispatch(self, msg: Any) -> None:
-        if not isinstance(msg, dict):
-            self.inbox.put({"t": "?", "raw": msg})
-            return
-        t = msg.get("t")
-        if t == "cancel":
-            self.cancel(msg.get("id"))
-        else:
-            # Releases go through the inbox too, so they apply in order with the requests before them.
-            self.inbox.put(msg)
+    # -- the control thread: cancels, while the main thread runs ---------------------
+
+    def watch_control(self, fd: int) -> None:
+        reader = FrameReader()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
+            try:
+                for body in reader.feed(chunk):
+                    msg = codec.decode(body)
+                    if isinstance(msg, dict) and msg.get("t") == "cancel":
+                        self.cancel(msg.get("id"))
+                    else:
+                        raise codec.DecodeError(f"unexpected message on the control channel: {msg!r:.80}")
+            except (FrameError, codec.DecodeError) as e:
+                sys.stderr.write(f"snakebridge worker: protocol error on the control channel: {e}\n")
+                os._exit(2)
 
     def cancel(self, rid: Any) -> None:
         with self.lock:
@@ -129,46 +143,40 @@ class Worker:
         if hit:
             raise KeyboardInterrupt
 
-    # -- the main thread ------------------------------------------------------------
-
-    def serve(self) -> None:
-        while True:
-            msg = self.inbox.get()
-            if msg is None:
-                return
-            t = msg.get("t")
-            if t == "release":
-                self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
-                continue
-            if t == "close":
-                self.close_stream(msg.get("stream"))
-                continue
-            rid = msg.get("id")
-            if t not in ("run", "call", "pull") or not isinstance(rid, int):
-                self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
-                continue
-            with self.lock:
-                if rid in self.cancelled:
-                    self.cancelled.discard(rid)
-                    skip = True
-                else:
-                    self.running = rid
-                    skip = False
-            if skip:
-                self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"})
-                continue
-            reply: dict[str, Any] | None = None
+    def handle(self, msg: dict[str, Any]) -> None:
+        t = msg.get("t")
+        if t == "release":
+            self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
+            return
+        if t == "close":
+            self.close_stream(msg.get("stream"))
+            return
+        rid = msg.get("id")
+        if t not in ("run", "call", "pull") or not isinstance(rid, int):
+            self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
+            return
+        with self.lock:
+            if rid in self.cancelled:
+                self.cancelled.discard(rid)
+                skip = True
+            else:
+                self.running = rid
+                skip = False
+        if skip:
+            self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"})
+            return
+        reply: dict[str, Any] | None = None
+        try:
             try:
-                try:
-                    reply = self.execute(msg, rid)
-                finally:
-                    self.idle()
-            except KeyboardInterrupt:
-                # The interrupt may land after the drop finished, while clearing: its result stands.
+                reply = self.execute(msg, rid)
+            finally:
                 self.idle()
-                if reply is None:
-                    reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
-            self.reply(reply)
+        except KeyboardInterrupt:
+            # The interrupt may land after the drop finished, while clearing: its result stands.
+            self.idle()
+            if reply is None:
+                reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
+        self.reply(reply)
 
     def idle(self) -> None:
         with self.lock:
@@ -320,8 +328,8 @@ def main() -> None:
             }
         )
     )
-    threading.Thread(target=worker.read_loop, args=(REQUESTS_FD,), name="snakebridge-reader", daemon=True).start()
-    worker.serve()
+    threading.Thread(target=worker.watch_control, args=(CONTROL_FD,), name="snakebridge-control", daemon=True).start()
+    worker.serve(REQUESTS_FD)
 
 
 if __name__ == "__main__":
