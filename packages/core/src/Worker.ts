@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Scope, Stream } from "effect"
+import type { Effect, Scope } from "effect"
 import { Context } from "effect"
 import type { WorkerStartupError } from "./PythonError.js"
 
@@ -37,8 +37,12 @@ export interface WorkerProcess {
    * own while it runs requests. Never blocks, never throws.
    */
   readonly control: (frame: Uint8Array) => void
-  /** The reply channel as raw chunks; ends when the process closes it or dies. */
-  readonly replies: Stream.Stream<Uint8Array>
+  /**
+   * Reads the reply channel: `onChunk` gets every chunk synchronously as it arrives (no fiber
+   * per chunk: this is the hot path of every drop). Succeeds when the channel ends (the process
+   * closed it or died); fails with what `onChunk` threw, after which nothing more is read.
+   */
+  readonly readReplies: (onChunk: (chunk: Uint8Array) => void) => Effect.Effect<void, unknown>
   /** Waits for the process to exit. */
   readonly exited: Effect.Effect<ExitStatus>
   /** Sends a signal (no-op once exited). */

@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Exit, FiberId, LogLevel, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, LogLevel, Option, Runtime, Scope } from "effect"
 import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { WorkerProcess } from "../Worker.js"
@@ -165,19 +165,15 @@ export const make = (
       }
     }
 
-    // The read loop: every reply is routed to its waiter; the end of the channel,
-    // for whatever reason, fails everything still waiting.
-    yield* Stream.runForEach(proc.replies, (chunk) =>
-      Effect.suspend(() => {
-        const logs: Array<Log> = []
-        try {
-          for (const body of decoder.push(chunk)) onMessage(body, logs)
-        } catch (e) {
-          return Effect.fail(new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) }))
-        }
-        return logs.length === 0 ? Effect.void : Effect.forEach(logs, forwardLog, { discard: true })
-      })
-    ).pipe(
+    // The read loop: every reply is routed to its waiter as its chunk arrives; the end of the
+    // channel, for whatever reason, fails everything still waiting.
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    yield* proc.readReplies((chunk) => {
+      const logs: Array<Log> = []
+      for (const body of decoder.push(chunk)) onMessage(body, logs)
+      if (logs.length > 0) runFork(Effect.forEach(logs, forwardLog, { discard: true }).pipe(Effect.annotateLogs("workerId", workerId)))
+    }).pipe(
+      Effect.mapError((e) => new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) })),
       Effect.matchEffect({
         onFailure: (error) =>
           Effect.logWarning(error.message).pipe(

@@ -175,10 +175,34 @@ export const spawn = (
         const control = writable(child, 5)
         if (!control.destroyed && !control.writableEnded) control.write(frame)
       },
-      // No chunkSize: `read(n)` waits for n bytes, while replies must be taken as soon as they arrive.
-      replies: NodeStream.fromReadable<never, Uint8Array>(() => readable(child, 4), () => undefined as never).pipe(
-        Stream.catchAllCause(() => Stream.empty)
-      ),
+      readReplies: (onChunk) =>
+        Effect.async<void, unknown>((resume) => {
+          const replies = readable(child, 4)
+          const stop = () => {
+            replies.off("data", onData)
+            replies.off("close", onEnd)
+            replies.off("error", onEnd)
+          }
+          const onData = (chunk: Uint8Array) => {
+            try {
+              onChunk(chunk)
+            } catch (e) {
+              stop()
+              replies.destroy()
+              resume(Effect.fail(e))
+            }
+          }
+          // The end of the channel, for whatever reason (an error too), is the end of the replies.
+          const onEnd = () => {
+            stop()
+            resume(Effect.void)
+          }
+          replies.on("data", onData)
+          replies.once("close", onEnd)
+          replies.once("error", onEnd)
+          if (replies.destroyed) onEnd()
+          return Effect.sync(stop)
+        }),
       exited: Deferred.await(exited),
       kill: (signal) =>
         Effect.sync(() => {
