@@ -34,8 +34,8 @@ a
   })
 
 /**
- * A table of `rows` rows and four numeric columns into pandas (a column added there) and back
- * as an Arrow table; rows per second each way and for the round trip.
+ * A table of `rows` rows and four numeric columns: into Python as a pyarrow Table, back from a
+ * Table kept in the worker (a handle), and into pandas with a column added and back; rows/s.
  */
 export const arrowRoundTrip = (rows: number) =>
   Effect.gen(function* () {
@@ -46,9 +46,18 @@ export const arrowRoundTrip = (rows: number) =>
       weight: Float32Array.from({ length: rows }, (_, i) => i % 3)
     })
     let t = nowUs()
-    const n = yield* py`len(${table}.to_pandas())`.pipe(Drop.returning(Schema.Number))
-    const inRate = (rows / (nowUs() - t)) * 1e6
+    const n = yield* py`${table}.num_rows`.pipe(Drop.returning(Schema.Number))
+    const transferIn = (rows / (nowUs() - t)) * 1e6
     if (n !== rows) return yield* Effect.fail(new Error(`arrow in: ${n} rows arrived`))
+    const kept = yield* Drop.handle(py`${table}`)
+    t = nowUs()
+    const copy = yield* py`${kept}`.pipe(Drop.returning(Arrow.schema))
+    const transferOut = (rows / (nowUs() - t)) * 1e6
+    if (copy.numRows !== rows) return yield* Effect.fail(new Error("arrow out: wrong result"))
+    t = nowUs()
+    const m = yield* py`len(${table}.to_pandas())`.pipe(Drop.returning(Schema.Number))
+    const inRate = (rows / (nowUs() - t)) * 1e6
+    if (m !== rows) return yield* Effect.fail(new Error(`arrow into pandas: ${m} rows arrived`))
     t = nowUs()
     const back = yield* py`
 df = ${table}.to_pandas()
@@ -66,8 +75,8 @@ pd.DataFrame({"x": np.arange(${rows}, dtype=np.float64), "y": np.arange(${rows},
 `.pipe(Drop.returning(Arrow.schema))
     const outRate = (rows / (nowUs() - t)) * 1e6
     if (out.numRows !== rows) return yield* Effect.fail(new Error("arrow out: wrong result"))
-    return { inRate, outRate, roundTrip }
-  })
+    return { transferIn, transferOut, inRate, outRate, roundTrip }
+  }).pipe(Effect.scoped)
 
 /** Allocating `bytes` of new memory and writing all of it once, MB/s: what first-touch costs here. */
 export const freshAllocation = (bytes: number): number => {

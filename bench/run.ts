@@ -211,10 +211,15 @@ const sbRep = async () => {
     const bulk = await run("bulk", sbBulk(config.bulkBytes))
     record("sb.bulkIn", bulk.inRate)
     record("sb.bulkOut", bulk.outRate)
+    // Warm imports (numpy, pyarrow, pandas) are not part of the transfer figures.
+    await run("warm-up", arrays.ndarrayRoundTrips(1024, 1))
+    await run("warm-up", arrays.arrowRoundTrip(1000))
     const nd = await run("ndarray", arrays.ndarrayRoundTrips(config.bulkBytes, config.ndarrayRepeats))
     record("sb.ndarray.first", nd.first)
     record("sb.ndarray.repeated", nd.repeated)
     const arrow = await run("arrow", arrays.arrowRoundTrip(config.arrowRows))
+    record("sb.arrow.transferIn", arrow.transferIn)
+    record("sb.arrow.transferOut", arrow.transferOut)
     record("sb.arrow.in", arrow.inRate)
     record("sb.arrow.out", arrow.outRate)
     record("sb.arrow.roundTrip", arrow.roundTrip)
@@ -368,7 +373,9 @@ const lines = [
   row(`bulk Python → Node, ${bulkMiB} MiB \`bytes\` result (one frame)`, "MB/s", get("sb.bulkOut")),
   row(`${bulkMiB} MiB \`Float64Array\` → numpy (\`a *= 2\`) → back, first round trip`, "MB/s", get("sb.ndarray.first")),
   row(`the same, repeated (median of ${config.ndarrayRepeats - 1})`, "MB/s", get("sb.ndarray.repeated")),
-  row(`Arrow table, ${config.arrowRows.toLocaleString("en-US")} rows × 4 numeric columns → pandas`, "rows/s", get("sb.arrow.in")),
+  row(`Arrow table, ${config.arrowRows.toLocaleString("en-US")} rows × 4 numeric columns → pyarrow Table`, "rows/s", get("sb.arrow.transferIn")),
+  row("the same table kept in the worker (a handle) → Arrow table in Node", "rows/s", get("sb.arrow.transferOut")),
+  row("the same table → pandas DataFrame (`.to_pandas()` in the drop)", "rows/s", get("sb.arrow.in")),
   row("pandas DataFrame (2 numeric columns) → Arrow table", "rows/s", get("sb.arrow.out")),
   row("Arrow table → pandas, a column added → back", "rows/s", get("sb.arrow.roundTrip")),
   row("pool of 2: layer build to first drop result", "ms", get("sb.startUp")),
