@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Exit, FiberId, LogLevel, Option, Runtime, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, FiberId, LogLevel, Option, Runtime, Scope } from "effect"
 import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { WorkerProcess } from "../Worker.js"
@@ -277,15 +277,13 @@ export const make = (
           if (onEmit !== undefined) emitters.set(id, onEmit)
           flushReleases()
           proc.write(frame)
-          return Deferred.await(d).pipe(
-            Effect.onInterrupt(() => cancel(id, d, onLateOk)),
-            Effect.ensuring(
-              Effect.sync(() => {
-                untrack(id)
-                emitters.delete(id)
-              })
-            )
-          )
+          return Effect.onExit(Deferred.await(d), (exit) => {
+            const done = Effect.sync(() => {
+              untrack(id)
+              emitters.delete(id)
+            })
+            return Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? Effect.ensuring(cancel(id, d, onLateOk), done) : done
+          })
         }),
       send: (frame) => {
         if (!alive) return
