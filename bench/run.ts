@@ -20,6 +20,7 @@ import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as arrays from "./arrays.js"
 import * as floor from "./floor.js"
+import * as peers from "./peers/peers.js"
 import * as sb from "./snakebridge.js"
 import { figure, type Figure, nowUs, resolvePython, rssMB } from "./stats.js"
 
@@ -265,12 +266,37 @@ for (let rep = 1; rep <= config.reps; rep++) {
   log(`repetition ${rep}/${config.reps}: snakebridge`)
   await sbRep()
 }
+log("peers: install (first run only) and measure")
+const peerFailures = peers.install()
+const peerRun = await peers.measure({
+  python,
+  reps: quick ? 1 : config.reps,
+  calls: config.sbSeq,
+  warmup: config.warmup,
+  bulkBytes: [floor.MiB, config.bulkBytes],
+  timeoutMs: 30_000
+})
+peerFailures.push(...peerRun.failures)
 const elapsedS = (nowUs() - began) / 1e6
 
 // ---------------------------------------------------------------------------------------
 // The table.
 
 const get = (name: string): Figure => figure(samples.get(name) ?? [])
+const peer = (name: string, fig: string): Figure | undefined => {
+  const row = peerRun.rows.find((r) => r.peer === name && r.figure.startsWith(fig))
+  return row === undefined ? undefined : figure(row.values)
+}
+// snakebridge's bytes there and back, from the two one-way figures of each repetition.
+samples.set(
+  "sb.bulkRoundTrip",
+  (samples.get("sb.bulkIn") ?? []).map((x, i) => 1 / (1 / x + 1 / samples.get("sb.bulkOut")![i]!))
+)
+/** A ratio of medians (the peers' repetitions are not paired with snakebridge's). */
+const peerRatio = (label: string, a: number | undefined, b: number | undefined, meaning: string) =>
+  a === undefined || b === undefined
+    ? `| ${label} | n/a | | the peer did not give this figure (see below) |`
+    : `| ${label} | **${(a / b).toFixed(2)}×** | | ${meaning} |`
 /** Per-repetition ratio a/b, then its median and spread. */
 const ratio = (a: string, b: string): Figure => {
   const xs = samples.get(a) ?? []
@@ -378,6 +404,7 @@ const lines = [
   row("the same table → pandas DataFrame (`.to_pandas()` in the drop)", "rows/s", get("sb.arrow.in")),
   row("pandas DataFrame (2 numeric columns) → Arrow table", "rows/s", get("sb.arrow.out")),
   row("Arrow table → pandas, a column added → back", "rows/s", get("sb.arrow.roundTrip")),
+  row(`bytes there and back, ${bulkMiB} MiB (from the two above)`, "MB/s", get("sb.bulkRoundTrip")),
   row("pool of 2: layer build to first drop result", "ms", get("sb.startUp")),
   row("pool of 2: dispose", "ms", get("sb.dispose")),
   row("pool of 1: layer build to first drop result", "ms", get("sb.startUpOne")),
@@ -388,6 +415,36 @@ const lines = [
   row("Node RSS growth over the cycles (after gc)", "MB", get("sb.cycles.nodeRss")),
   row("Node heap growth over the cycles (after gc)", "MB", get("sb.cycles.nodeHeap")),
   row("worker RSS growth over the cycles", "MB", get("sb.cycles.workerRss")),
+  "",
+  "## Peers (same run, same interpreter; medians of their own repetitions)",
+  "",
+  "| ratio | median | | |",
+  "| --- | --- | --- | --- |",
+  peerRatio("trivial drop calls/s / pythonia calls/s", get("sb.drop.rate").median, peer("pythonia", "trivial call, sequential")?.median, "higher is better"),
+  peerRatio("pythonia p99 / trivial drop p99", peer("pythonia", "trivial call, p99")?.median, get("sb.drop.p99").median, "higher is better"),
+  peerRatio(
+    `bytes there and back, ${bulkMiB} MiB / pythonia's`,
+    get("sb.bulkRoundTrip").median,
+    peer("pythonia", `${bulkMiB} MiB`)?.median,
+    "higher is better"
+  ),
+  peerRatio("trivial drop p50 / python-shell p50", get("sb.drop.p50").median, peer("python-shell (JSON)", "trivial call `x + 1`, p50")?.median, "lower is better"),
+  peerRatio(
+    "trivial drop p50 / node-calls-python async p50",
+    get("sb.drop.p50").median,
+    peer("node-calls-python, async call", "trivial call `x + 1`, p50")?.median,
+    "lower is better (in-process)"
+  ),
+  "",
+  "| peer | figure | unit | median | min – max |",
+  "| --- | --- | --- | --- | --- |",
+  ...peerRun.rows.map((r) => {
+    const f = figure(r.values)
+    return `| ${r.peer} | ${r.figure} | ${r.unit} | **${fmt(f.median)}** | ${fmt(f.min)} – ${fmt(f.max)} |`
+  }),
+  ...(peerFailures.length === 0
+    ? []
+    : ["", "Peers that failed, and why:", "", ...peerFailures.map((f) => `- ${f.peer}, ${f.what}: ${f.reason}`)]),
   "",
   "Notes:",
   "",
@@ -406,6 +463,6 @@ writeFileSync(RESULTS, table)
 
 // No process of ours may outlive the run.
 await new Promise((resolve) => setTimeout(resolve, 200))
-const strays = [...children("snakebridge_worker"), ...children("floor_echo.py")]
+const strays = [...children("snakebridge_worker"), ...children("floor_echo.py"), ...children("peer_")]
 log(`wrote ${RESULTS}; stray child processes: ${strays.length}${strays.length > 0 ? ` (${strays.join(", ")})` : ""}`)
 if (strays.length > 0) process.exitCode = 1

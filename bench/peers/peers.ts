@@ -1,0 +1,230 @@
+/**
+ * The peers: the bridges a user would pick instead of snakebridge, installed under
+ * bench/peers only (`npm install --prefix bench/peers`, never a dependency of the packages),
+ * each measured on the equivalent of the trivial drop and on bytes there and back.
+ *
+ * - pythonia: a Python process driven over stdio with JSON messages and proxies;
+ * - python-shell, JSON mode: a Python script reading and writing JSON lines on stdin/stdout;
+ * - node-calls-python: CPython embedded in the Node process (a native addon): its async
+ *   calls hop to a thread, its sync calls block the event loop.
+ *
+ * A peer that cannot be installed, loaded or run is reported with the reason, never dropped.
+ */
+import { execFileSync } from "node:child_process"
+import { existsSync } from "node:fs"
+import { createRequire } from "node:module"
+import { fileURLToPath } from "node:url"
+import { withTimeout } from "../floor.js"
+import { latencyRep, nowUs } from "../stats.js"
+
+const HERE = fileURLToPath(new URL(".", import.meta.url))
+const FUNCS = `${HERE}peer_funcs.py`
+const require = createRequire(import.meta.url)
+/**
+ * Loads a peer by a name typed `string`: they are installed by `install()`, after the type-check
+ * of a fresh clone ran, so their types cannot be part of it.
+ */
+const load = (name: string): Promise<any> => import(name)
+
+export interface PeerRow {
+  readonly peer: string
+  readonly figure: string
+  readonly unit: string
+  /** One value per repetition. */
+  readonly values: Array<number>
+}
+
+export interface PeerFailure {
+  readonly peer: string
+  readonly what: string
+  readonly reason: string
+}
+
+export interface PeerOptions {
+  readonly python: string
+  readonly reps: number
+  readonly calls: number
+  readonly warmup: number
+  readonly bulkBytes: ReadonlyArray<number>
+  readonly timeoutMs: number
+}
+
+const firstLines = (e: unknown): string =>
+  (e instanceof Error ? e.message : String(e))
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("npm warn"))
+    .slice(0, 3)
+    .join(" / ")
+    .slice(0, 300)
+
+const npm = (args: ReadonlyArray<string>): string | undefined => {
+  try {
+    execFileSync("npm", [...args, "--no-audit", "--no-fund"], { cwd: HERE, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", timeout: 300_000 })
+    return undefined
+  } catch (e) {
+    const err = e as { stderr?: string; message: string }
+    return firstLines(err.stderr || err.message)
+  }
+}
+
+/**
+ * Installs the peers from bench/peers/package-lock.json when they are missing: the JavaScript
+ * first, then node-calls-python's native build on its own, so that a failed build (it needs a
+ * C++ compiler and the Python headers) costs that peer only. Returns what failed, and why.
+ */
+export const install = (): Array<PeerFailure> => {
+  const failures: Array<PeerFailure> = []
+  if (!existsSync(`${HERE}node_modules/.package-lock.json`)) {
+    const reason = npm(["ci", "--ignore-scripts"])
+    if (reason !== undefined) return PEERS.map(({ name }) => ({ peer: name, what: "install", reason }))
+  }
+  if (!existsSync(`${HERE}node_modules/node-calls-python/build/Release/nodecallspython.node`)) {
+    const reason = npm(["rebuild", "node-calls-python"])
+    if (reason !== undefined) failures.push({ peer: "node-calls-python", what: "native build", reason })
+  }
+  return failures
+}
+
+/** The common shape: a trivial call and a bytes echo, each async. */
+interface Peer {
+  readonly inc: (x: number) => Promise<number>
+  readonly echo: (data: Buffer) => Promise<Buffer>
+  readonly close: () => Promise<void> | void
+}
+
+const pythonia = async (python: string): Promise<Peer> => {
+  process.env.PYTHON_BIN = python
+  const { python: py } = await load("pythonia")
+  const funcs = await py(FUNCS)
+  return {
+    inc: (x) => funcs.inc(x),
+    echo: async (data) => Buffer.from(await funcs.echo_b64(data.toString("base64")), "base64"),
+    close: () => py.exit()
+  }
+}
+
+const pythonShell = async (python: string): Promise<Peer> => {
+  const { PythonShell } = await load("python-shell")
+  const shell = new PythonShell("peer_shell.py", { mode: "json", pythonPath: python, pythonOptions: ["-u"], scriptPath: HERE })
+  // One request at a time: the next answer line is the answer to it.
+  let waiting: ((message: { r: unknown }) => void) | undefined
+  shell.on("message", (message: { r: unknown }) => waiting?.(message))
+  const ask = (request: object) =>
+    new Promise<{ r: unknown }>((resolve) => {
+      waiting = resolve
+      shell.send(request)
+    })
+  return {
+    inc: async (x) => (await ask({ op: "inc", x })).r as number,
+    echo: async (data) => Buffer.from((await ask({ op: "echo", d: data.toString("base64") })).r as string, "base64"),
+    close: () => new Promise<void>((resolve) => shell.end(() => resolve()))
+  }
+}
+
+interface NodeCallsPython {
+  readonly importSync: (file: string, reimport: boolean) => unknown
+  readonly call: (module: unknown, fn: string, ...args: Array<unknown>) => Promise<unknown>
+  readonly callSync: (module: unknown, fn: string, ...args: Array<unknown>) => unknown
+  readonly setPythonExecutable?: (executable: string) => void
+}
+
+const embedded = (): { py: NodeCallsPython; module: unknown } => {
+  const py = (require("node-calls-python") as { interpreter: NodeCallsPython }).interpreter
+  return { py, module: py.importSync(FUNCS, false) }
+}
+
+const nodeCallsPython = async (): Promise<Peer> => {
+  const { py, module } = embedded()
+  return {
+    inc: (x) => py.call(module, "inc", x) as Promise<number>,
+    echo: async (data) => Buffer.from((await py.call(module, "echo", data)) as ArrayBuffer),
+    close: () => {}
+  }
+}
+
+const nodeCallsPythonSync = async (): Promise<Peer> => {
+  const { py, module } = embedded()
+  return {
+    inc: async (x) => py.callSync(module, "inc", x) as number,
+    echo: async (data) => Buffer.from(py.callSync(module, "echo", data) as ArrayBuffer),
+    close: () => {}
+  }
+}
+
+const PEERS: ReadonlyArray<{ readonly name: string; readonly bulk: boolean; readonly make: (python: string) => Promise<Peer> }> = [
+  { name: "pythonia", bulk: true, make: pythonia },
+  { name: "python-shell (JSON)", bulk: true, make: pythonShell },
+  { name: "node-calls-python, async call", bulk: true, make: nodeCallsPython },
+  { name: "node-calls-python, sync call (blocks the event loop)", bulk: false, make: nodeCallsPythonSync }
+]
+
+const MiB = 1024 * 1024
+
+/** Measures every peer `reps` times; rows hold one value per repetition that completed. */
+export const measure = async (options: PeerOptions): Promise<{ rows: Array<PeerRow>; failures: Array<PeerFailure> }> => {
+  const rows = new Map<string, PeerRow>()
+  const failures: Array<PeerFailure> = []
+  const failed = new Set<string>()
+  const record = (peer: string, figure: string, unit: string, value: number) => {
+    const key = `${peer}\u0000${figure}`
+    const row = rows.get(key) ?? { peer, figure, unit, values: [] }
+    row.values.push(value)
+    rows.set(key, row)
+  }
+  const fail = (peer: string, what: string, e: unknown) => {
+    const key = `${peer}\u0000${what}`
+    if (failed.has(key)) return
+    failed.add(key)
+    failures.push({ peer, what, reason: firstLines(e) })
+  }
+  for (let rep = 0; rep < options.reps; rep++) {
+    for (const { name, bulk, make } of PEERS) {
+      if (failed.has(`${name}\u0000start`)) continue
+      let peer: Peer
+      try {
+        peer = await withTimeout(make(options.python), options.timeoutMs, `${name}: start`)
+      } catch (e) {
+        fail(name, "start", e)
+        continue
+      }
+      try {
+        try {
+          for (let i = 0; i < options.warmup; i++) await peer.inc(i)
+          const samples: Array<number> = []
+          const began = nowUs()
+          for (let i = 0; i < options.calls; i++) {
+            const t = nowUs()
+            const got = await withTimeout(peer.inc(i), options.timeoutMs, `${name}: trivial call`)
+            samples.push(nowUs() - t)
+            if (got !== i + 1) throw new Error(`wrong result ${got} for ${i} + 1`)
+          }
+          const seq = latencyRep(samples, nowUs() - began)
+          record(name, "trivial call `x + 1`, p50", "µs", seq.p50)
+          record(name, "trivial call, p99", "µs", seq.p99)
+          record(name, "trivial call, sequential", "calls/s", seq.perSecond)
+        } catch (e) {
+          fail(name, "trivial call", e)
+        }
+        if (!bulk) continue
+        for (const bytes of options.bulkBytes) {
+          const what = `${bytes / MiB} MiB bytes there and back`
+          if (failed.has(`${name}\u0000${what}`)) continue
+          try {
+            const data = Buffer.alloc(bytes, 0x5a)
+            const t = nowUs()
+            const back = await withTimeout(peer.echo(data), options.timeoutMs, what)
+            const rate = bytes / (nowUs() - t)
+            if (back.length !== bytes || back[bytes - 1] !== 0x5a) throw new Error(`${back.length} bytes came back`)
+            record(name, what, "MB/s", rate)
+          } catch (e) {
+            fail(name, what, e)
+          }
+        }
+      } finally {
+        await Promise.resolve(peer.close()).catch(() => {})
+      }
+    }
+  }
+  return { rows: [...rows.values()], failures }
+}
