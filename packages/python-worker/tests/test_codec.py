@@ -10,6 +10,16 @@ from hypothesis import strategies as st
 from snakebridge_worker import codec
 
 
+@pytest.fixture(autouse=True, params=["msgpack", "reference"])
+def decoder(request, monkeypatch):
+    """Every test runs with the C decoder (when msgpack is installed) and with the reference one."""
+    if request.param == "reference":
+        monkeypatch.setattr(codec, "_msgpack", None)
+    elif codec._msgpack is None:
+        pytest.skip("msgpack is not installed")
+    return request.param
+
+
 def rt(v):
     return codec.decode(codec.encode(v))
 
@@ -108,3 +118,57 @@ values = st.recursive(
 @given(values)
 def test_round_trip_property(v):
     assert rt(v) == v
+
+
+# The C decoder (msgpack, when installed) must read every frame exactly as the reference decoder.
+
+rich_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats()
+    | st.text()
+    | st.binary()
+    | st.datetimes(timezones=st.just(dt.timezone.utc))
+    | st.frozensets(st.integers() | st.text(max_size=4), max_size=4),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=8) | st.integers(), children, max_size=5)
+    | st.dictionaries(st.tuples(st.integers(), st.integers()), children, max_size=3),
+    max_leaves=20,
+)
+
+
+def same(a, b):
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+@given(rich_values)
+def test_the_c_decoder_reads_what_the_reference_decoder_reads(v):
+    if codec._msgpack is None:  # the "reference" run of this test: nothing to compare
+        return
+    body = codec.encode(v)
+    assert same(codec.decode(body), codec._decode(body))
+
+
+def test_the_c_decoder_is_used_and_falls_back_where_it_reads_otherwise(decoder):
+    if decoder == "reference":
+        pytest.skip("about the C decoder")
+    refs = []
+    body = codec.encode({"t": "run", "args": [2**70, {1, 2}, "x"]})
+    assert codec._fast_decode(body, None) == {"t": "run", "args": [2**70, {1, 2}, "x"]}
+    # a handle reference resolves through the callback on both paths
+    handle = b"\xc9\x00\x00\x00\x01\x03\x07"
+    assert codec.decode(handle, codec.Handles(lambda hid: refs.append(hid) or f"h{hid}")) == "h7"
+    # list keys (tuples in Python), lone surrogates, invalid UTF-8: the reference decoder decides
+    assert codec.decode(codec.encode({(1, 2): 3})) == {(1, 2): 3}
+    assert codec.decode(codec.encode("\ud800")) == "\ud800"
+    with pytest.raises(codec.DecodeError):
+        codec.decode(b"\xa2\xff\xfe")
+    with pytest.raises(codec.DecodeError):
+        codec.decode(codec.encode(1) + b"\x00")

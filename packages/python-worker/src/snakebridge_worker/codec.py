@@ -9,6 +9,11 @@ from typing import Any
 
 from . import arrays
 
+try:  # C-accelerated decoding of small frames when installed; the reference decoder below otherwise
+    import msgpack as _msgpack
+except ImportError:
+    _msgpack = None
+
 EXT_TIMESTAMP = -1
 EXT_BIGINT = 1
 EXT_SET = 2
@@ -301,6 +306,43 @@ class _Encoder:
 
 
 def decode(data: bytes | bytearray | memoryview, handles: Handles | None = None) -> Any:
+    if _msgpack is not None and type(data) is bytes:
+        try:
+            return _fast_decode(data, handles)
+        except Exception:  # noqa: BLE001 - whatever msgpack reads otherwise, the reference decoder decides
+            pass
+    return _decode(data, handles)
+
+
+def _fast_decode(data: bytes, handles: Handles | None) -> Any:
+    """msgpack's C decoder with our extension types; raises on anything it reads differently."""
+
+    def ext(code: int, payload: bytes) -> Any:
+        if code == EXT_BIGINT:
+            return int(payload.decode("ascii"))
+        if code == EXT_SET:
+            elements = unpack(payload)
+            if not isinstance(elements, list):
+                raise DecodeError("invalid set payload")
+            return {_hashable(e) if isinstance(e, list) else e for e in elements}
+        if code == EXT_HANDLE:
+            hid = unpack(payload)
+            if not isinstance(hid, int) or isinstance(hid, bool) or handles is None:
+                raise DecodeError("invalid handle payload")
+            return handles.resolve(hid)
+        if code == EXT_NDARRAY:
+            return _ndarray(payload)
+        if code == EXT_ARROW:
+            return arrays.table_from(memoryview(payload))
+        raise DecodeError(f"unknown extension type {code}")
+
+    def unpack(b: bytes) -> Any:
+        return _msgpack.unpackb(b, raw=False, strict_map_key=False, timestamp=3, ext_hook=ext)
+
+    return unpack(data)
+
+
+def _decode(data: bytes | bytearray | memoryview, handles: Handles | None = None) -> Any:
     # A bytearray frame (a big one, read in place) is decoded through a memoryview, so that its
     # typed arrays and tables are views of it, writable and not copied.
     d = _Decoder(memoryview(data).cast("B") if not isinstance(data, bytes) else data, handles)
