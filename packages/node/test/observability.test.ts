@@ -55,6 +55,16 @@ const count = (metric: Metric.Metric.Counter<number>) =>
   Metric.value(metric).pipe(Effect.map((s: MetricState.MetricState.Counter<number>) => s.count))
 
 describe("observability", () => {
+  it.live("with Effect's default tracer (no exporter) a drop leaves the caller's span alone", () =>
+    Effect.gen(function* () {
+      const outer = yield* Effect.gen(function* () {
+        expect(yield* py`return ${1} + 1`).toBe(2)
+        return yield* Effect.currentSpan
+      }).pipe(Effect.withSpan("caller"))
+      // The drop makes no span of its own here: its attributes must not land on the caller's.
+      expect([...outer.attributes.keys()].filter((k) => k.startsWith("snakebridge."))).toEqual([])
+    }).pipe(Effect.provide(NodePython.layer())))
+
   it.live("every drop, call and handle release is a span with worker, code hash, first line, bytes and queue wait", () => {
     const { spans, tracer } = recordingTracer()
     return Effect.gen(function* () {

@@ -101,7 +101,7 @@ const send = (
   conn: Connection.Connection,
   prepared: Prepared,
   mode: Mode,
-  queueWaitMs: number,
+  queueWaitMs: number | undefined,
   onLateOk?: (reply: Reply) => void
 ): Effect.Effect<unknown, DropError> => {
   const attempt = (withCode: boolean): Effect.Effect<unknown, DropError> => {
@@ -109,12 +109,15 @@ const send = (
     const frame = frameFor(drop, conn, id, prepared, mode, withCode)
     return withProgress(drop, (onEmit) => conn.request(id, frame, onLateOk, onEmit)).pipe(
       Effect.flatMap(({ bytes, reply }) => {
-        const annotate = Effect.annotateCurrentSpan({
-          "snakebridge.worker_id": conn.workerId,
-          "snakebridge.queue_wait_ms": queueWaitMs,
-          "snakebridge.bytes_in": frameBytes(frame),
-          "snakebridge.bytes_out": bytes
-        })
+        const annotate =
+          queueWaitMs === undefined
+            ? Effect.void
+            : Effect.annotateCurrentSpan({
+                "snakebridge.worker_id": conn.workerId,
+                "snakebridge.queue_wait_ms": queueWaitMs,
+                "snakebridge.bytes_in": frameBytes(frame),
+                "snakebridge.bytes_out": bytes
+              })
         if (reply.t === "ok") return Effect.as(annotate, reply.value)
         const error = failure(drop, conn, reply)
         if (error === "need_code") {
@@ -179,14 +182,20 @@ const pullStream = (drop: Drop, conn: Connection.Connection, sid: number, chunkS
   return Stream.repeatEffectChunkOption(pull)
 }
 
+/**
+ * Runs `f` on a worker; `queueWaitMs` is the time spent waiting for it when the drop is traced,
+ * undefined when it is not (see `instrument`).
+ */
 const onWorker = <A>(
   pool: Pool,
   prepared: Prepared,
-  f: (conn: Connection.Connection, queueWaitMs: number) => Effect.Effect<A, DropError>
+  traced: boolean,
+  f: (conn: Connection.Connection, queueWaitMs: number | undefined) => Effect.Effect<A, DropError>
 ): Effect.Effect<A, DropError> => {
   // A drop that uses a handle goes to the worker holding it (checked alive while encoding),
   // queued behind that worker's work.
-  if (prepared.affinity !== undefined) return f(prepared.affinity, 0)
+  if (prepared.affinity !== undefined) return f(prepared.affinity, traced ? 0 : undefined)
+  if (!traced) return pool.withWorker((conn) => f(conn, undefined))
   return Effect.clockWith((clock) => {
     const asked = clock.unsafeCurrentTimeNanos()
     return pool.withWorker((conn) => f(conn, Number(clock.unsafeCurrentTimeNanos() - asked) / 1e6))
@@ -206,8 +215,18 @@ const recordExit = (exit: Exit.Exit<unknown, DropError>, millis: number): void =
   Metrics.dropsFailed.unsafeUpdate(1, [MetricLabel.make("error", tag)])
 }
 
-/** A span per drop, call or release, and the drop metrics. */
-const instrument = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Effect.Effect<A, DropError, R> => {
+/** Effect's default tracer: its spans go nowhere, so a drop makes none (one cost 11 us here). */
+const nativeTracer = Effect.runSync(Effect.tracer)
+
+/**
+ * The drop metrics, and a span per drop or call when a tracer is installed (`traced`): with
+ * Effect's default tracer no span would reach anyone, and making one costs more than a tenth
+ * of a trivial drop.
+ */
+const instrument = <A, R>(
+  drop: Drop,
+  effect: (traced: boolean) => Effect.Effect<A, DropError, R>
+): Effect.Effect<A, DropError, R> => {
   const source = drop.source
   const attributes =
     source._tag === "Code"
@@ -217,20 +236,26 @@ const instrument = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): E
           ...(source.file === undefined ? {} : { "snakebridge.location": `${source.file}:${source.line}` })
         }
       : { "snakebridge.target": source.target }
-  return Effect.clockWith((clock) => {
-    const start = clock.unsafeCurrentTimeNanos()
-    Metrics.dropsStarted.unsafeUpdate(1, [])
-    return Effect.onExit(effect, (exit) =>
-      Effect.sync(() => recordExit(exit, Number(clock.unsafeCurrentTimeNanos() - start) / 1e6))
-    )
-  }).pipe(
-    // No stack trace per span: the template's TypeScript location is the `snakebridge.location`
-    // attribute already, and capturing a trace cost about 6% of a drop's Node CPU.
-    Effect.withSpan(source._tag === "Code" ? "snakebridge.drop" : "snakebridge.call", {
-      attributes,
-      kind: "client",
-      captureStackTrace: false
+  const metered = (traced: boolean) =>
+    Effect.clockWith((clock) => {
+      const start = clock.unsafeCurrentTimeNanos()
+      Metrics.dropsStarted.unsafeUpdate(1, [])
+      return Effect.onExit(effect(traced), (exit) =>
+        Effect.sync(() => recordExit(exit, Number(clock.unsafeCurrentTimeNanos() - start) / 1e6))
+      )
     })
+  return Effect.tracerWith((tracer) =>
+    tracer === nativeTracer
+      ? metered(false)
+      : metered(true).pipe(
+          // No stack trace per span: the template's TypeScript location is the `snakebridge.location`
+          // attribute already, and capturing a trace cost about 6% of a drop's Node CPU.
+          Effect.withSpan(source._tag === "Code" ? "snakebridge.drop" : "snakebridge.call", {
+            attributes,
+            kind: "client",
+            captureStackTrace: false
+          })
+        )
   )
 }
 
@@ -278,20 +303,21 @@ const retrying = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Eff
 
 export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => ({
   run: (drop) =>
-    instrument(
-      drop,
+    instrument(drop, (traced) =>
       retrying(
         drop,
         deadline(
           options.dropTimeout,
-          Effect.flatMap(prepare(drop), (prepared) => onWorker(pool, prepared, (conn, wait) => send(drop, conn, prepared, "value", wait)))
+          Effect.flatMap(prepare(drop), (prepared) =>
+            onWorker(pool, prepared, traced, (conn, wait) => send(drop, conn, prepared, "value", wait))
+          )
         )
       )
     ),
   handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
-    instrument(drop, deadline(options.dropTimeout, Effect.flatMap(prepare(drop), (prepared) =>
+    instrument(drop, (traced) => deadline(options.dropTimeout, Effect.flatMap(prepare(drop), (prepared) =>
       Effect.flatMap(Effect.scope, (scope) =>
-        onWorker(pool, prepared, (conn, wait) =>
+        onWorker(pool, prepared, traced, (conn, wait) =>
           // Between the reply and the finalizer nothing may interrupt, or the object would leak.
           Effect.uninterruptibleMask((restore) =>
             restore(
@@ -314,9 +340,8 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
         const scope = yield* Effect.scope
         const prepared = yield* prepare(drop)
         // Opening registers the generator in the worker; the stream's scope closes it there.
-        const [conn, sid] = yield* instrument(
-          drop,
-          onWorker(pool, prepared, (conn, wait) =>
+        const [conn, sid] = yield* instrument(drop, (traced) =>
+          onWorker(pool, prepared, traced, (conn, wait) =>
             Effect.uninterruptibleMask((restore) =>
               restore(
                 send(drop, conn, prepared, "stream", wait, (late) => {
