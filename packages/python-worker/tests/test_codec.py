@@ -172,3 +172,14 @@ def test_the_c_decoder_is_used_and_falls_back_where_it_reads_otherwise(decoder):
         codec.decode(b"\xa2\xff\xfe")
     with pytest.raises(codec.DecodeError):
         codec.decode(codec.encode(1) + b"\x00")
+
+
+@given(st.none() | st.booleans() | st.integers() | st.floats() | st.text())
+def test_a_scalar_reply_encodes_the_same_with_the_c_encoder(v):
+    if codec._msgpack is None:
+        return
+    reply = {"t": "ok", "id": 7, "value": v}
+    fast = b"".join(codec.encode_parts(reply))
+    out = bytearray()
+    codec._Encoder(out).value(reply, [], set())
+    assert same(codec._decode(fast), codec._decode(bytes(out)))

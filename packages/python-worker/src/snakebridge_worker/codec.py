@@ -68,8 +68,19 @@ def encode(value: Any) -> bytes:
     return b"".join(encode_parts(value))
 
 
+# Values msgpack's C encoder writes exactly as ours does (a str it cannot encode, or an int
+# beyond 64 bits, makes it raise, and ours takes over).
+_SCALARS = (type(None), bool, int, float, str)
+
+
 def encode_parts(value: Any) -> list[Any]:
     """The encoding as buffers to write in order; big payloads are included by reference."""
+    if _msgpack is not None and type(value) is dict and "value" in value and type(value["value"]) in _SCALARS:
+        # A reply with a scalar value, the common small reply: its other fields are a str and an int.
+        try:
+            return [_msgpack.packb(value, use_bin_type=True, strict_types=True)]
+        except Exception:  # noqa: BLE001 - ours decides
+            pass
     e = _Encoder(bytearray())
     e.value(value, [], set())
     return e.finish()

@@ -93,6 +93,8 @@ class FrameWriter:
 
     def write_parts(self, parts: list) -> None:
         """One frame whose body is `parts` in order, written without joining them (writev)."""
+        if len(parts) == 1 and len(parts[0]) < (1 << 16):
+            return self.write(parts[0])
         views = [memoryview(p).cast("B") for p in parts]
         views.insert(0, memoryview(_LEN.pack(sum(v.nbytes for v in views))))
         with self._lock:
