@@ -151,22 +151,29 @@ export const spawn = (
     yield* forward(2)
 
     const channel = writable(child, 3)
-    // Frames written in one tick of the event loop leave in one system call (writev): the
-    // channel is corked at the first write and uncorked on the next tick.
+    // The first frame of a tick of the event loop leaves at once (a lone request waits for
+    // nothing); the ones after it in the same tick are corked and leave together in one system
+    // call (writev) on the next tick.
+    let wrote = false
     let corked = false
-    const uncork = () => {
-      corked = false
-      channel.uncork()
+    const nextTick = () => {
+      wrote = false
+      if (corked) {
+        corked = false
+        channel.uncork()
+      }
     }
     const worker: WorkerProcess = {
       pid: child.pid!,
       python,
       write: (frame) => {
         if (channel.destroyed || channel.writableEnded) return
-        if (!corked) {
+        if (!wrote) {
+          wrote = true
+          process.nextTick(nextTick)
+        } else if (!corked) {
           corked = true
           channel.cork()
-          process.nextTick(uncork)
         }
         if (frame instanceof Uint8Array) channel.write(frame)
         else for (const part of frame) channel.write(part)
