@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { NodePython } from "@snakebridge/node"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
+import { program as dataframes } from "./dataframes.js"
 import { program as errors } from "./errors.js"
 import { program as handles } from "./handles.js"
 import { program as pool } from "./pool.js"
@@ -44,6 +45,15 @@ describe("examples", () => {
       const file = new URL("./errors.ts", import.meta.url).pathname
       // `return int(text)` and `total += ${parse}(text)` in errors.ts
       expect(e.locations).toEqual([`${file}:15`, `${file}:21`])
+    }).pipe(Effect.provide(NodePython.layer())))
+
+  it.live("dataframes: a matrix through numpy and a table through pandas, both as raw buffers", () =>
+    Effect.gen(function* () {
+      const out = yield* dataframes
+      expect(out.shape).toEqual([4, 3])
+      const z = -1.5 / Math.sqrt(1.25) // (1 - 2.5) / std of 1, 2, 3, 4
+      for (const x of out.firstRow) expect(x).toBeCloseTo(z, 12)
+      expect(out.byStore).toEqual(["north 21", "east 20", "south 12"])
     }).pipe(Effect.provide(NodePython.layer())))
 
   it("tracing: spans of drops are exported to the console by OpenTelemetry", () => {
