@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _registry: Any = None
 _emit: Callable[[Any], None] | None = None

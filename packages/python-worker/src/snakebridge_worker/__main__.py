@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import signal
 import sys
 import threading
-import traceback
-from typing import Any
 
 import snakebridge
 
-from . import PROTOCOL_VERSION, codec
+from . import PROTOCOL_VERSION, codec, lazy
 from .protocol import FrameError, FrameReader, FrameWriter
 from .registry import HandleNotFound, Registry
 from .runner import Runner, describe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 REQUESTS_FD = 3
 REPLIES_FD = 4
@@ -257,6 +259,8 @@ class Worker:
         try:
             self.runner.close_iterator(entry[0])
         except BaseException:  # noqa: BLE001 - nobody waits for a close: report it on stderr
+            import traceback
+
             traceback.print_exc()
 
     def emit(self, value: Any) -> None:
@@ -277,26 +281,25 @@ class Worker:
         self.writer.write_parts(parts)
 
 
-class ForwardingHandler(logging.Handler):
-    """Sends log records to Node, where they reach the Effect Logger."""
-
-    def __init__(self, writer: FrameWriter) -> None:
-        super().__init__()
-        self.writer = writer
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = self.format(record)
-            self.writer.write(codec.encode({"t": "log", "level": record.levelno, "name": record.name, "message": message}))
-        except Exception:  # noqa: BLE001 - logging must never break the drop that logs
-            self.handleError(record)
-
-
 def forward_logging(writer: FrameWriter) -> None:
-    root = logging.getLogger()
-    root.addHandler(ForwardingHandler(writer))
-    if root.level == logging.WARNING:  # Python's default: let INFO through, the Effect Logger filters further
-        root.setLevel(logging.INFO)
+    """Python `logging` to Node, where it reaches the Effect Logger: wired when something imports
+    logging (user code, a library), so that a worker whose drops never log does not pay for it."""
+
+    def wire(logging: ModuleType) -> None:
+        class ForwardingHandler(logging.Handler):  # type: ignore[name-defined, misc]
+            def emit(self, record: Any) -> None:
+                try:
+                    message = self.format(record)
+                    writer.write(codec.encode({"t": "log", "level": record.levelno, "name": record.name, "message": message}))
+                except Exception:  # noqa: BLE001 - logging must never break the drop that logs
+                    self.handleError(record)
+
+        root = logging.getLogger()
+        root.addHandler(ForwardingHandler())
+        if root.level == logging.WARNING:  # Python's default: let INFO through, the Effect Logger filters further
+            root.setLevel(logging.INFO)
+
+    lazy.after_import("logging", wire)
 
 
 def limit_address_space() -> None:
@@ -336,5 +339,7 @@ if __name__ == "__main__":
     try:
         main()
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         os._exit(1)

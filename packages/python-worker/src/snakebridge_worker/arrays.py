@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import array
 import sys
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # One-letter codes (`struct` format characters) by numpy (kind, itemsize). Booleans go as uint8.
 _CODES = {

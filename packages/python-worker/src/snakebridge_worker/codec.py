@@ -5,7 +5,9 @@ import datetime as _dt
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import arrays
 

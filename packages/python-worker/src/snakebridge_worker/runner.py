@@ -4,25 +4,80 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
-import linecache
 import os
-import textwrap
-import traceback
+import sys
 import types
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import lazy
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
 FUNCTION = "__snakebridge_drop__"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class Compiled(NamedTuple):
-    function: types.FunctionType
-    is_async: bool
-    filename: str
+class Compiled:
+    __slots__ = ("function", "is_async", "filename")
+
+    def __init__(self, function: types.FunctionType, is_async: bool, filename: str) -> None:
+        self.function = function
+        self.is_async = is_async
+        self.filename = filename
+
+
+# The source of every cached drop, for tracebacks: given to linecache once something imports it
+# (a traceback being formatted, by the worker or by user code), not imported at start-up.
+_SOURCES: dict[str, list[str]] = {}
+
+
+def _give_sources(linecache: Any) -> None:
+    for filename, lines in _SOURCES.items():
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+lazy.after_import("linecache", _give_sources)
+
+
+def _remember_source(filename: str, source: str) -> None:
+    lines = source.splitlines(keepends=True)
+    _SOURCES[filename] = lines
+    linecache = sys.modules.get("linecache")
+    if linecache is not None:
+        linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def _forget_source(filename: str) -> None:
+    _SOURCES.pop(filename, None)
+    linecache = sys.modules.get("linecache")
+    if linecache is not None:
+        linecache.cache.pop(filename, None)
+
+
+def dedent(text: str) -> str:
+    """textwrap.dedent without `re` (not imported at start-up): the common leading whitespace of
+    the lines that are not blank is removed; blank lines become empty."""
+    lines = text.split("\n")
+    margin: str | None = None
+    for line in lines:
+        stripped = line.lstrip(" \t")
+        if not stripped:
+            continue
+        indent = line[: len(line) - len(stripped)]
+        if margin is None:
+            margin = indent
+        else:
+            n = 0
+            while n < len(margin) and n < len(indent) and margin[n] == indent[n]:
+                n += 1
+            margin = margin[:n]
+        if margin == "":
+            break
+    cut = len(margin or "")
+    return "\n".join(line[cut:] if line.strip(" \t") else "" for line in lines)
 
 
 def slot(i: int) -> str:
@@ -56,7 +111,7 @@ class _AwaitFinder(ast.NodeVisitor):
 
 def compile_drop(code: str, nargs: int, filename: str) -> Compiled:
     """Wraps the drop's statements in a function; line numbers stay those of the code text."""
-    source = textwrap.dedent(code)
+    source = dedent(code)
     module = ast.parse(source, filename=filename, mode="exec")
     body = module.body
     if body and isinstance(body[-1], ast.Expr):
@@ -83,7 +138,7 @@ def compile_drop(code: str, nargs: int, filename: str) -> Compiled:
     wrapper = ast.Module(body=[fn], type_ignores=[])
     ast.fix_missing_locations(wrapper)
     code_obj = builtins.compile(wrapper, filename, "exec")
-    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    _remember_source(filename, source)
     namespace: dict[str, Any] = {"__name__": "__snakebridge_drop__", "__builtins__": builtins}
     exec(code_obj, namespace)
     return Compiled(namespace[FUNCTION], finder.found, filename)
@@ -107,7 +162,7 @@ class CodeCache:
         self._items.move_to_end(key)
         while len(self._items) > self.capacity:
             _, old = self._items.popitem(last=False)
-            linecache.cache.pop(old.filename, None)
+            _forget_source(old.filename)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -222,5 +277,7 @@ def describe(exc: BaseException, filename: str | None) -> dict[str, Any]:
         if filename is not None and walk.tb_frame.f_code.co_filename == filename:
             line = walk.tb_lineno
         walk = walk.tb_next
+    import traceback  # here, not at start-up: only a failing drop needs it
+
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     return {"kind": "exception", "type": type_name(exc), "message": str(exc), "traceback": text, "line": line}
