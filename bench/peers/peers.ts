@@ -13,6 +13,7 @@
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { withTimeout } from "../floor.js"
 import { latencyRep, nowUs } from "../stats.js"
@@ -58,9 +59,24 @@ const firstLines = (e: unknown): string =>
     .join(" / ")
     .slice(0, 300)
 
+/**
+ * node-gyp needs Node's headers: from this Node's own install prefix when it has them, rather
+ * than a download from nodejs.org (not reachable from every machine) or a user's ~/.npmrc.
+ */
+const nodeHeaders = (): Record<string, string> => {
+  const prefix = path.resolve(path.dirname(process.execPath), "..")
+  return existsSync(path.join(prefix, "include", "node", "node_api.h")) ? { npm_config_nodedir: prefix } : {}
+}
+
 const npm = (args: ReadonlyArray<string>): string | undefined => {
   try {
-    execFileSync("npm", [...args, "--no-audit", "--no-fund"], { cwd: HERE, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", timeout: 300_000 })
+    execFileSync("npm", [...args, "--no-audit", "--no-fund"], {
+      cwd: HERE,
+      env: { ...process.env, ...nodeHeaders() },
+      stdio: ["ignore", "pipe", "pipe"],
+      encoding: "utf8",
+      timeout: 300_000
+    })
     return undefined
   } catch (e) {
     const err = e as { stderr?: string; message: string }
