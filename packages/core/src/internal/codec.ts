@@ -4,6 +4,7 @@
  * would clash with other users of msgpackr in the same process) and cannot name the
  * path of a value that fails to encode.
  */
+import * as NdArray from "../NdArray.js"
 
 export const EXT_TIMESTAMP = -1
 export const EXT_BIGINT = 1
@@ -19,7 +20,6 @@ export const EXT_ARROW = 5
  */
 export const BIG_BYTES = 64 * 1024
 
-import * as NdArray from "../NdArray.js"
 
 /** Thrown inside the encoder; turned into an `EncodeError` by the caller. */
 export class EncodeFailure {
@@ -59,11 +59,12 @@ export const registerTables = (codec: TableCodec): void => {
   tables = codec
 }
 
-/** numpy's one-letter type codes (`struct` format characters) of each typed array. */
-const NDARRAY_CODE = new Map<Function, number>([
+type TypedArrayConstructor = new (buffer: ArrayBufferLike, byteOffset?: number, length?: number) => NdArray.TypedArray
+
+/** Each typed array and numpy's one-letter type code for it (a `struct` format character). */
+const NDARRAY_TYPES: ReadonlyArray<readonly [TypedArrayConstructor, number]> = [
   [Int8Array, 0x62], // b
   [Uint8Array, 0x42], // B
-  [Uint8ClampedArray, 0x42], // B
   [Int16Array, 0x68], // h
   [Uint16Array, 0x48], // H
   [Int32Array, 0x69], // i
@@ -72,22 +73,9 @@ const NDARRAY_CODE = new Map<Function, number>([
   [BigUint64Array, 0x51], // Q
   [Float32Array, 0x66], // f
   [Float64Array, 0x64] // d
-])
-
-type TypedArrayConstructor = new (buffer: ArrayBufferLike, byteOffset?: number, length?: number) => NdArray.TypedArray
-
-const NDARRAY_TYPE = new Map<number, TypedArrayConstructor>([
-  [0x62, Int8Array],
-  [0x42, Uint8Array],
-  [0x68, Int16Array],
-  [0x48, Uint16Array],
-  [0x69, Int32Array],
-  [0x49, Uint32Array],
-  [0x71, BigInt64Array],
-  [0x51, BigUint64Array],
-  [0x66, Float32Array],
-  [0x64, Float64Array]
-])
+]
+const NDARRAY_CODE = new Map<Function, number>([...NDARRAY_TYPES, [Uint8ClampedArray, 0x42]])
+const NDARRAY_TYPE = new Map(NDARRAY_TYPES.map(([ctor, code]) => [code, ctor]))
 
 /** Typed arrays travel in the host's byte order, which the format fixes as little-endian. */
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
