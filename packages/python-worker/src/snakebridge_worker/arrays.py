@@ -28,6 +28,12 @@ _CODES = {
     ("b", 1): "B",
 }
 ITEMSIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8, "f": 4, "d": 8}
+def _code_of(fmt: str, itemsize: int) -> str | None:
+    """The wire code of a `struct` format character (of an array.array or a memoryview) and size."""
+    kind = "f" if fmt in ("f", "d") else "b" if fmt == "?" else "u" if fmt.isupper() else "i"
+    return _CODES.get((kind, itemsize))
+
+
 def _array_code(code: str) -> str:
     """The `array.array` type code for a wire code: same kind, same size."""
     if array.array(code).itemsize == ITEMSIZE[code]:
@@ -77,12 +83,10 @@ def ndarray_parts(v: Any) -> tuple[str, tuple[int, ...], memoryview] | None:
     if isinstance(v, array.array):
         if v.typecode == "u" or v.typecode == "w":
             raise Unsupported("an array.array of characters has no TypeScript mapping")
-        kind = "f" if v.typecode in "fd" else ("u" if v.typecode.isupper() else "i")
-        return _CODES[(kind, v.itemsize)], (len(v),), memoryview(v).cast("B")
+        return _code_of(v.typecode, v.itemsize), (len(v),), memoryview(v).cast("B")  # type: ignore[return-value]
     if isinstance(v, memoryview) and v.format not in ("B", "b", "c"):
         fmt = v.format.lstrip("@=<")
-        kind = "f" if fmt in ("f", "d") else ("b" if fmt == "?" else ("u" if fmt.isupper() else "i"))
-        code = _CODES.get((kind, v.itemsize))
+        code = _code_of(fmt, v.itemsize)
         if code is None or len(fmt) != 1 or not v.c_contiguous:
             raise Unsupported(f"a memoryview of format {v.format!r} has no TypeScript mapping")
         return code, tuple(v.shape or ()), v.cast("B")
