@@ -56,6 +56,42 @@ export interface WorkerProcess {
 }
 
 /**
+ * A segment of shared memory this process lent to one request: the worker opens it as
+ * `/proc/<pid>/fd/<fd>`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Segment {
+  readonly pid: number
+  readonly fd: number
+}
+
+/**
+ * Shared memory for big typed arrays, where the platform has it: this process writes them
+ * into segments it lends to one request at a time, and reads those the workers name in their
+ * replies. Anything below `threshold`, or that finds no segment, goes through the pipe.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SharedMemory {
+  /** Typed arrays of at least this many bytes go through shared memory. */
+  readonly threshold: number
+  /** Copies `bytes` into a free segment and lends it; undefined when none can be had. */
+  readonly lend: (bytes: Uint8Array) => Segment | undefined
+  /** A worker kept arrays over these segments (by fd): they are never written again. */
+  readonly keep: (fds: ReadonlyArray<number>) => void
+  /**
+   * Ends a loan. The segment is written again for a later request only when `reuse` says the
+   * worker answered (it has let go of it, unless it said it kept it); otherwise it is closed.
+   */
+  readonly giveBack: (segments: ReadonlyArray<Segment>, reuse: boolean) => void
+  /** Copies `length` bytes out of segment `fd` of the worker `pid` into fresh memory. Throws if it cannot. */
+  readonly read: (pid: number, fd: number, length: number) => Uint8Array
+}
+
+/**
  * Spawns worker processes. Closing the scope of a spawn shuts the process down:
  * EOF on its request channel, a grace period, then SIGKILL.
  *
@@ -66,5 +102,7 @@ export class WorkerSpawner extends Context.Tag("@snakebridge/core/WorkerSpawner"
   WorkerSpawner,
   {
     readonly spawn: (workerId: number) => Effect.Effect<WorkerProcess, WorkerStartupError, Scope.Scope>
+    /** Shared memory for big typed arrays, when the platform and the options allow it. */
+    readonly sharedMemory?: SharedMemory
   }
 >() {}

@@ -78,26 +78,6 @@ import numpy as np
       expect(scalar).toBe(1.5)
     }))
 
-  it.effect("64 MiB Float64Array into numpy without a copy in Python, and back", () =>
-    Effect.gen(function* () {
-      const n = (64 * 1024 * 1024) / 8
-      const data = new Float64Array(n)
-      for (let i = 0; i < n; i += 4096) data[i] = i
-      const [owns, aligned, back] = (yield* py`
-a = ${data}
-owns = a.flags.owndata      # False: a view of the request frame, not a copy
-a *= 2
-(owns, a.flags.aligned, a)
-`) as [boolean, boolean, Float64Array]
-      expect(owns).toBe(false)
-      expect(aligned).toBe(true)
-      expect(back).toBeInstanceOf(Float64Array)
-      expect(back.length).toBe(n)
-      expect(back[4096]).toBe(8192)
-      expect(back[n - 4096]).toBe(2 * (n - 4096))
-      expect(data[4096]).toBe(4096) // the caller's array is untouched
-    }))
-
   it.effect("dtypes without a mapping fail with the path, and a DataView does too", () =>
     Effect.gen(function* () {
       const complex = yield* Effect.flip(py`import numpy as np; {"z": np.ones(2, dtype=complex)}`)
@@ -145,6 +125,28 @@ import pyarrow as pa
       expect(t.getChild("a")!.toArray()).toEqual(new BigInt64Array([1n, 2n, 3n]))
       expect(b.getChild("s")!.toArray()).toEqual(["x", "y"])
     }))
+})
+
+describe("big arrays without shared memory", () => {
+  it.live("through the pipe: 64 MiB Float64Array into numpy without a copy in Python, and back", () =>
+    Effect.gen(function* () {
+      const n = (64 * 1024 * 1024) / 8
+      const data = new Float64Array(n)
+      for (let i = 0; i < n; i += 4096) data[i] = i
+      const [owns, aligned, back] = (yield* py`
+a = ${data}
+owns = a.flags.owndata      # False: a view of the request frame, not a copy
+a *= 2
+(owns, a.flags.aligned, a)
+`) as [boolean, boolean, Float64Array]
+      expect(owns).toBe(false)
+      expect(aligned).toBe(true)
+      expect(back).toBeInstanceOf(Float64Array)
+      expect(back.length).toBe(n)
+      expect(back[4096]).toBe(8192)
+      expect(back[n - 4096]).toBe(2 * (n - 4096))
+      expect(data[4096]).toBe(4096) // the caller's array is untouched
+    }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: false }))))
 })
 
 describe("without numpy or pyarrow in the worker", () => {

@@ -6,7 +6,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,11 @@ _EXEC_ON_FDS = (
 class WorkerProcess:
     """A real worker subprocess with its protocol on fds 3, 4 and 5, as Node starts it."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         r3, self.w3 = os.pipe()
         self.r4, w4 = os.pipe()
         r5, self.w5 = os.pipe()
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, **(env or {})}
         env["PYTHONPATH"] = str(SRC)
         env["SNAKEBRIDGE_WORKER_ID"] = "7"
 
@@ -59,14 +59,14 @@ class WorkerProcess:
         body = codec.encode({"t": "cancel", "id": rid})
         os.write(self.w5, struct.pack(">I", len(body)) + body)
 
-    def recv(self, timeout: float = 10.0) -> Any:
+    def recv(self, timeout: float = 10.0, handles: codec.Handles | None = None) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 4:
                 (n,) = struct.unpack(">I", self.buf[:4])
                 if len(self.buf) >= 4 + n:
                     body, self.buf = self.buf[4 : 4 + n], self.buf[4 + n :]
-                    return codec.decode(body)
+                    return codec.decode(body, handles)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no reply from the worker")
@@ -106,3 +106,19 @@ def worker() -> Iterator[WorkerProcess]:
         yield w
     finally:
         w.close()
+
+
+@pytest.fixture
+def worker_factory() -> Iterator[Callable[[dict[str, str]], WorkerProcess]]:
+    """Workers started with extra environment variables, closed after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str]) -> WorkerProcess:
+        started.append(WorkerProcess(env))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for w in started:
+            w.close()

@@ -5,6 +5,7 @@
  * path of a value that fails to encode.
  */
 import * as NdArray from "../NdArray.js"
+import type { Segment, SharedMemory } from "../Worker.js"
 
 export const EXT_TIMESTAMP = -1
 export const EXT_BIGINT = 1
@@ -12,6 +13,7 @@ export const EXT_SET = 2
 export const EXT_HANDLE = 3
 export const EXT_NDARRAY = 4
 export const EXT_ARROW = 5
+export const EXT_SHARED_NDARRAY = 6
 
 /**
  * Binary payloads at least this long are not copied into the encoder's buffer: the encoding
@@ -85,10 +87,14 @@ const textDecoder = new TextDecoder("utf-8", { fatal: false })
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
 
-/** An encoded value: parts to write in order (one, unless it holds big payloads by reference). */
+/**
+ * An encoded value: parts to write in order (one, unless it holds big payloads by reference),
+ * and the shared memory segments lent to carry its biggest typed arrays.
+ */
 export interface Encoded {
   readonly chunks: ReadonlyArray<Uint8Array>
   readonly length: number
+  readonly segments: ReadonlyArray<Segment>
 }
 
 /** A growable buffer that writes MessagePack. */
@@ -104,10 +110,13 @@ export class Encoder {
   private inline = 0
   private readonly path: Array<string | number> = []
   private readonly ancestors = new Set<object>()
+  /** Segments lent to this encoding (ext 6), given back by whoever sends it. */
+  readonly segments: Array<Segment> = []
 
   constructor(
     initial = 256,
-    readonly handles?: HandleSink
+    readonly handles?: HandleSink,
+    readonly shared?: SharedMemory
   ) {
     this.buf = new Uint8Array(initial)
     this.view = new DataView(this.buf.buffer)
@@ -139,7 +148,7 @@ export class Encoder {
 
   /** The encoding as parts, for a frame to carry without copying. */
   encoded(): Encoded {
-    return { chunks: this.chunks(), length: this.length }
+    return { chunks: this.chunks(), length: this.length, segments: this.segments }
   }
 
   /** The bytes written so far as parts to write in order, without joining them. */
@@ -337,6 +346,11 @@ export class Encoder {
     if (!littleEndian) throw new EncodeFailure([...this.path], "typed arrays cross only from a little-endian host")
     const head = 3 + 4 * shape.length
     const n = data.byteLength
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, n)
+    if (this.shared !== undefined && n >= this.shared.threshold) {
+      const segment = this.shared.lend(bytes)
+      if (segment !== undefined) return this.sharedNdarray(code, shape, n, segment)
+    }
     // The ext32 header is 6 bytes; the elements start after it and the head.
     const pad = (8 - ((this.length + 6 + head) % 8)) % 8
     this.extHeader32(EXT_NDARRAY, head + pad + n)
@@ -350,7 +364,26 @@ export class Encoder {
     }
     this.buf.fill(0, this.pos, this.pos + pad)
     this.pos += pad
-    this.bulk(new Uint8Array(data.buffer, data.byteOffset, n))
+    this.bulk(bytes)
+  }
+
+  /** ext 6: the head of ext 4 (pad 0), then the segment that holds the elements: pid, fd, byte length. */
+  private sharedNdarray(code: number, shape: ReadonlyArray<number>, n: number, segment: Segment): void {
+    this.segments.push(segment)
+    const head = 3 + 4 * shape.length
+    this.extHeader(EXT_SHARED_NDARRAY, head + 16)
+    this.reserve(head + 16)
+    this.buf[this.pos++] = code
+    this.buf[this.pos++] = shape.length
+    this.buf[this.pos++] = 0
+    for (const d of shape) {
+      this.view.setUint32(this.pos, d)
+      this.pos += 4
+    }
+    this.view.setUint32(this.pos, segment.pid)
+    this.view.setUint32(this.pos + 4, segment.fd)
+    this.view.setBigUint64(this.pos + 8, BigInt(n))
+    this.pos += 16
   }
 
   /** ext 5: an Arrow table as an Arrow IPC stream. */
@@ -524,9 +557,14 @@ export class Decoder {
   pos = 0
   /** Set when a value was read that this process cannot represent (see EXT_ARROW). */
   unsupported: string | undefined
+  /** The worker's segments read (ext 6): the worker may reuse them once told. */
+  readonly segmentsRead: Array<number> = []
   private readonly view: DataView
 
-  constructor(readonly buf: Uint8Array) {
+  constructor(
+    readonly buf: Uint8Array,
+    readonly shared?: SharedMemory
+  ) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
   }
 
@@ -695,14 +733,16 @@ export class Decoder {
     return n >= BIG_BYTES && n * 2 >= this.buf.length
   }
 
-  /** ext 4 (see `Encoder.ndarray`): a typed array, or an `NdArray` unless it has one dimension. */
-  private ndarray(start: number, end: number): NdArray.TypedArray | NdArray.NdArray {
+  /** The head of ext 4 and 6: element type, shape, element count and where the head (pad included) ends. */
+  private ndarrayHead(start: number, end: number) {
+    if (end - start < 3) throw new DecodeFailure("invalid typed array payload")
     const code = this.buf[start]!
     const ndim = this.buf[start + 1]!
     const pad = this.buf[start + 2]!
     const Ctor = NDARRAY_TYPE.get(code)
     if (Ctor === undefined) throw new DecodeFailure(`unknown typed array code 0x${code.toString(16)}`)
     if (!littleEndian) throw new DecodeFailure("typed arrays cross only to a little-endian host")
+    if (start + 3 + 4 * ndim + pad > end) throw new DecodeFailure("invalid typed array payload")
     const shape: Array<number> = []
     let count = 1
     let at = start + 3
@@ -712,9 +752,14 @@ export class Decoder {
       count *= d
       at += 4
     }
-    at += pad
     const size = (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT
-    if (at > end || end - at !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${end - at} bytes`)
+    return { Ctor, shape, count, size, at: at + pad }
+  }
+
+  /** ext 4 (see `Encoder.ndarray`): a typed array, or an `NdArray` unless it has one dimension. */
+  private ndarray(start: number, end: number): NdArray.TypedArray | NdArray.NdArray {
+    const { Ctor, at, count, shape, size } = this.ndarrayHead(start, end)
+    if (end - at !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${end - at} bytes`)
     const offset = this.buf.byteOffset + at
     let data: NdArray.TypedArray
     if (offset % size === 0 && this.ownsMostOf(end - at)) {
@@ -723,7 +768,26 @@ export class Decoder {
       data = new Ctor(new ArrayBuffer(count * size), 0, count)
       new Uint8Array(data.buffer).set(this.buf.subarray(at, end))
     }
-    return ndim === 1 ? data : new NdArray.NdArray(data, Object.freeze(shape))
+    return shaped(data, shape)
+  }
+
+  /** ext 6 (see `Encoder.sharedNdarray`): the elements are read out of the worker's segment. */
+  private sharedNdarray(start: number, end: number): NdArray.TypedArray | NdArray.NdArray {
+    const { Ctor, at, count, shape, size } = this.ndarrayHead(start, end)
+    if (end - at !== 16) throw new DecodeFailure("invalid shared typed array payload")
+    const pid = this.view.getUint32(at)
+    const fd = this.view.getUint32(at + 4)
+    const length = Number(this.view.getBigUint64(at + 8))
+    if (length !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${length} bytes`)
+    if (this.shared === undefined) throw new DecodeFailure("shared memory where none was offered")
+    let bytes: Uint8Array
+    try {
+      bytes = this.shared.read(pid, fd, length)
+    } catch (e) {
+      throw new DecodeFailure(`cannot read shared memory segment ${fd} of process ${pid}: ${e instanceof Error ? e.message : String(e)}`)
+    }
+    this.segmentsRead.push(fd)
+    return shaped(new Ctor(bytes.buffer, bytes.byteOffset, count), shape)
   }
 
   private array(n: number): Array<unknown> {
@@ -784,6 +848,10 @@ export class Decoder {
         this.pos = end
         return this.ndarray(start, end)
       }
+      case EXT_SHARED_NDARRAY: {
+        this.pos = end
+        return this.sharedNdarray(start, end)
+      }
       case EXT_ARROW: {
         this.pos = end
         if (tables === undefined) {
@@ -819,6 +887,9 @@ export class Decoder {
     return new Date(sec * 1000 + Math.floor(nsec / 1_000_000))
   }
 }
+
+const shaped = (data: NdArray.TypedArray, shape: ReadonlyArray<number>): NdArray.TypedArray | NdArray.NdArray =>
+  shape.length === 1 ? data : new NdArray.NdArray(data, Object.freeze(shape))
 
 /** Encodes one value into a fresh buffer. Throws `EncodeFailure`. */
 export const encode = (value: unknown, handles?: HandleSink): Uint8Array => {

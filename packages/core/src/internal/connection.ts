@@ -1,12 +1,13 @@
 import { Cause, Deferred, Duration, Effect, Exit, LogLevel, Option, Runtime, Scope } from "effect"
 import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
-import type { WorkerProcess } from "../Worker.js"
+import type { SharedMemory, WorkerProcess } from "../Worker.js"
 import { DecodeFailure } from "./codec.js"
 import {
   decodeMessage,
   type Frame,
   encodeCancel,
+  encodeFree,
   encodeRelease,
   FrameDecoder,
   type Hello,
@@ -20,6 +21,8 @@ export interface ConnectionOptions {
   /** How long an interrupted request may take to stop before the worker is killed. */
   readonly interruptGrace: Duration.Duration
   readonly maxFrameBytes: number
+  /** Shared memory for big typed arrays, when the platform offers it. */
+  readonly sharedMemory?: SharedMemory | undefined
 }
 
 export type ChannelError = WorkerLost | ProtocolError
@@ -125,6 +128,8 @@ export const make = (
     const death = yield* Deferred.make<ChannelError>()
     const helloDeferred = yield* Deferred.make<Hello, ChannelError>()
     let releases: Array<number> = []
+    // The worker's segments read out of and not yet handed back (ext 6).
+    let segmentsRead: Array<number> = []
     const decoder = new FrameDecoder(options.maxFrameBytes)
     let alive = true
     let served = 0
@@ -167,10 +172,25 @@ export const make = (
       if (pending.delete(id) && pending.size === 0) Metrics.busyWorkers.unsafeModify(-1, [])
     }
 
+    // Handle releases go out in batches: all ids released in one turn of the event loop, and
+    // always before the next request, so a request never sees an object its caller released.
+    // The worker's segments go back as soon as their chunk of replies is read.
+    const flushReleases = () => {
+      if (segmentsRead.length > 0) {
+        const fds = segmentsRead
+        segmentsRead = []
+        if (alive) proc.write(encodeFree(fds))
+      }
+      if (releases.length === 0) return
+      const ids = releases
+      releases = []
+      if (alive) proc.write(encodeRelease(ids))
+    }
+
     const emitters = new Map<number, (value: unknown) => void>()
 
     const onMessage = (body: Uint8Array, logs: Array<Log>) => {
-      const msg = decodeMessage(body)
+      const msg = decodeMessage(body, options.sharedMemory, segmentsRead)
       if (msg.t === "hello") {
         Deferred.unsafeDone(helloDeferred, Exit.succeed(msg))
         return
@@ -181,6 +201,10 @@ export const make = (
       }
       if (msg.t === "emit") {
         emitters.get(msg.id)?.(msg.value)
+        return
+      }
+      if (msg.t === "kept") {
+        options.sharedMemory?.keep(msg.fds)
         return
       }
       const waiter = pending.get(msg.id)
@@ -198,6 +222,7 @@ export const make = (
     yield* proc.readReplies((chunk) => {
       const logs: Array<Log> = []
       for (const body of decoder.push(chunk)) onMessage(body, logs)
+      if (segmentsRead.length > 0) flushReleases()
       if (logs.length > 0) runFork(Effect.forEach(logs, forwardLog, { discard: true }).pipe(Effect.annotateLogs("workerId", workerId)))
     }).pipe(
       Effect.mapError((e) => new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) })),
@@ -213,14 +238,6 @@ export const make = (
       Effect.forkScoped
     )
 
-    // Handle releases go out in batches: all ids released in one turn of the event loop, and
-    // always before the next request, so a request never sees an object its caller released.
-    const flushReleases = () => {
-      if (releases.length === 0) return
-      const ids = releases
-      releases = []
-      if (alive) proc.write(encodeRelease(ids))
-    }
     yield* Scope.addFinalizer(yield* Effect.scope, Effect.suspend(() => die(new WorkerLost({ workerId, reason: killReason ?? "the worker was shut down" }))))
 
     const hello = yield* Deferred.await(helloDeferred).pipe(

@@ -1,7 +1,7 @@
 import { Deferred, Duration, Effect, Exit, FiberId, Metric, Option, Schedule, Scope } from "effect"
 import { WorkerLost, WorkerStartupError } from "../PythonError.js"
 import * as Metrics from "../Metrics.js"
-import { WorkerSpawner } from "../Worker.js"
+import { type SharedMemory, WorkerSpawner } from "../Worker.js"
 import * as Connection from "./connection.js"
 
 export interface PoolOptions {
@@ -48,6 +48,8 @@ export interface Pool {
     f: (conn: Connection.Connection) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | PoolFailure, R>
   readonly connections: () => ReadonlyArray<Connection.Connection>
+  /** Shared memory for big typed arrays, once a worker has said it can map this process's segments. */
+  readonly sharedMemory: () => SharedMemory | undefined
 }
 
 let nextWorkerId = 1
@@ -121,6 +123,8 @@ class Capacity {
 export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupError, Scope.Scope | WorkerSpawner> =>
   Effect.gen(function* () {
     const spawner = yield* WorkerSpawner
+    const connectionOptions = { ...options.connection, sharedMemory: spawner.sharedMemory }
+    let sharedMemory: SharedMemory | undefined
     const capacity = new Capacity()
     const current: Array<Connection.Connection | undefined> = new Array(options.workers).fill(undefined)
 
@@ -128,7 +132,10 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
       Effect.suspend(() => {
         const workerId = nextWorkerId++
         return spawner.spawn(workerId).pipe(
-          Effect.flatMap((proc) => Connection.make(workerId, proc, options.connection)),
+          Effect.flatMap((proc) => Connection.make(workerId, proc, connectionOptions)),
+          Effect.tap((conn) => {
+            if (conn.hello.shm === true) sharedMemory = spawner.sharedMemory
+          }),
           Effect.tap((conn) => (options.warmup === undefined ? Effect.void : options.warmup(conn))),
           Effect.tap((conn) =>
             Effect.logDebug(`worker ${workerId} ready: pid ${conn.hello.pid}, Python ${conn.hello.python}`)
@@ -280,7 +287,8 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
             )
           )
         ),
-      connections: () => current.filter((c): c is Connection.Connection => c !== undefined && c.isAlive())
+      connections: () => current.filter((c): c is Connection.Connection => c !== undefined && c.isAlive()),
+      sharedMemory: () => sharedMemory
     } satisfies Pool
   })
 

@@ -1,3 +1,4 @@
+import type { SharedMemory } from "../Worker.js"
 import { DecodeFailure, Decoder, type Encoded, Encoder } from "./codec.js"
 
 export const PROTOCOL_VERSION = 1
@@ -11,6 +12,8 @@ export interface Hello {
   readonly pid: number
   readonly python: string
   readonly executable: string
+  /** Whether the worker can map this process's shared memory segments (ext 6). */
+  readonly shm?: boolean
 }
 
 export interface Ok {
@@ -53,8 +56,14 @@ export interface Emit {
   readonly value: unknown
 }
 
+/** The request about to be answered kept arrays over these lent segments (by fd). */
+export interface Kept {
+  readonly t: "kept"
+  readonly fds: ReadonlyArray<number>
+}
+
 export type Reply = Ok | Err
-export type WorkerMessage = Hello | Reply | Log | Emit
+export type WorkerMessage = Hello | Reply | Log | Emit | Kept
 
 /**
  * Splits a byte stream into frame bodies. Bodies that lie inside one chunk are
@@ -267,6 +276,17 @@ export const encodeRelease = (ids: ReadonlyArray<number>): Uint8Array => {
   return finishFrame(e)
 }
 
+/** The worker's segments named by `fds` have been read: it may write them again. */
+export const encodeFree = (fds: ReadonlyArray<number>): Uint8Array => {
+  const e = startFrame(16 + fds.length * 5)
+  e.mapHeader(2)
+  e.str("t")
+  e.str("free")
+  e.str("fds")
+  e.value(fds)
+  return finishFrame(e)
+}
+
 export const encodeCancel = (id: number): Uint8Array => {
   const e = startFrame(24)
   e.mapHeader(2)
@@ -303,10 +323,14 @@ export const encodeClose = (stream: number): Uint8Array => {
   return finishFrame(e)
 }
 
-/** Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. */
-export const decodeMessage = (body: Uint8Array): WorkerMessage => {
-  const d = new Decoder(body)
+/**
+ * Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. The worker's
+ * segments it read arrays out of (ext 6) are added to `segmentsRead`.
+ */
+export const decodeMessage = (body: Uint8Array, shared?: SharedMemory, segmentsRead?: Array<number>): WorkerMessage => {
+  const d = new Decoder(body, shared)
   const m = d.value() as Record<string, unknown> | null
+  if (d.segmentsRead.length > 0) segmentsRead?.push(...d.segmentsRead)
   if (d.pos !== body.length) throw new DecodeFailure("trailing bytes after the message")
   if (typeof m !== "object" || m === null || m instanceof Map || Array.isArray(m)) {
     throw new DecodeFailure("a message must be a map")
@@ -331,6 +355,9 @@ export const decodeMessage = (body: Uint8Array): WorkerMessage => {
     case "emit":
       if (typeof m.id !== "number") break
       return m as unknown as Emit
+    case "kept":
+      if (!Array.isArray(m.fds) || !m.fds.every((fd) => typeof fd === "number")) break
+      return m as unknown as Kept
   }
   throw new DecodeFailure(`unexpected message ${JSON.stringify(m.t)}`)
 }

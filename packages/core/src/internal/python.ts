@@ -18,6 +18,7 @@ import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
 import type { Pool } from "./pool.js"
 import { encodeCall, encodeClose, encodePull, encodeRun, type Frame, type Mode, type Reply } from "./protocol.js"
 import type { Python, WorkerInfo } from "./service.js"
+import type { SharedMemory } from "../Worker.js"
 
 let nextRequestId = 1
 
@@ -27,22 +28,32 @@ interface Prepared {
   readonly affinity: Connection.Connection | undefined
 }
 
-/** Encodes a drop's values once, before a worker is chosen: errors name their path, handles pick the worker. */
-const prepare = (drop: Drop): Effect.Effect<Prepared, EncodeError | HandleError> =>
-  Effect.suspend((): Effect.Effect<Prepared, EncodeError | HandleError> => {
+/**
+ * Encodes a drop's values once, before a worker is chosen: errors name their path, handles pick
+ * the worker. Big typed arrays are copied into shared memory segments lent to the drop until
+ * `use` ends: reused afterwards if a worker answered, closed if not (it may still map them).
+ */
+const prepared = <A>(
+  drop: Drop,
+  shared: SharedMemory | undefined,
+  use: (prepared: Prepared) => Effect.Effect<A, DropError>
+): Effect.Effect<A, DropError> =>
+  Effect.suspend((): Effect.Effect<A, DropError> => {
     const handles = new HandleCollector()
+    const e = new Encoder(64, handles, shared)
+    const k = drop.kwargs === undefined ? undefined : new Encoder(32, handles, shared)
+    const giveBack = (reuse: boolean) => {
+      if (e.segments.length > 0) shared!.giveBack(e.segments, reuse)
+      if (k !== undefined && k.segments.length > 0) shared!.giveBack(k.segments, reuse)
+    }
     try {
-      const e = new Encoder(64, handles)
       e.value(drop.args)
-      const args = e.encoded()
-      let kwargs: Encoded | undefined
-      if (drop.kwargs !== undefined) {
-        const k = new Encoder(32, handles)
-        k.value(drop.kwargs)
-        kwargs = k.encoded()
-      }
-      return Effect.succeed({ args, kwargs, affinity: handles.connection })
+      k?.value(drop.kwargs)
+      const p: Prepared = { args: e.encoded(), kwargs: k?.encoded(), affinity: handles.connection }
+      if (e.segments.length === 0 && (k === undefined || k.segments.length === 0)) return use(p)
+      return Effect.onExit(use(p), (exit) => Effect.sync(() => giveBack(answered(exit))))
     } catch (e) {
+      giveBack(true)
       if (e instanceof EncodeFailure) {
         // The args array is the root: its index is the slot number.
         return Effect.fail(new EncodeError({ side: "node", path: e.path, detail: e.detail }))
@@ -51,6 +62,13 @@ const prepare = (drop: Drop): Effect.Effect<Prepared, EncodeError | HandleError>
       return Effect.die(e)
     }
   })
+
+/** Whether a worker answered the request (success, or an error it replied with). */
+const answered = (exit: Exit.Exit<unknown, DropError>): boolean => {
+  if (Exit.isSuccess(exit)) return true
+  const error = Cause.failureOption(exit.cause)
+  return Option.isSome(error) && ["PythonException", "EncodeError", "HandleError"].includes(error.value._tag)
+}
 
 const frameFor = (drop: Drop, conn: Connection.Connection, id: number, prepared: Prepared, mode: Mode, withCode: boolean) => {
   const source = drop.source
@@ -269,7 +287,7 @@ const releaseSpan = (handle: HandleImpl) =>
 
 /** Runs the pool's warm-up drop on a new worker; a failure is a start-up failure of that worker. */
 export const warmup = (drop: Drop) => (conn: Connection.Connection): Effect.Effect<void, WorkerStartupError> =>
-  Effect.flatMap(prepare(drop), (prepared) => send(drop, conn, prepared, "value", 0)).pipe(
+  prepared(drop, undefined, (p) => send(drop, conn, p, "value", 0)).pipe(
     Effect.timed,
     Effect.flatMap(([took]) => Effect.logInfo(`worker ${conn.workerId} warmed up in ${Duration.format(took)}`)),
     Effect.mapError(
@@ -308,20 +326,20 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
         drop,
         deadline(
           options.dropTimeout,
-          Effect.flatMap(prepare(drop), (prepared) =>
-            onWorker(pool, prepared, traced, (conn, wait) => send(drop, conn, prepared, "value", wait))
+          prepared(drop, pool.sharedMemory(), (p) =>
+            onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
           )
         )
       )
     ),
   handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
-    instrument(drop, (traced) => deadline(options.dropTimeout, Effect.flatMap(prepare(drop), (prepared) =>
-      Effect.flatMap(Effect.scope, (scope) =>
-        onWorker(pool, prepared, traced, (conn, wait) =>
+    instrument(drop, (traced) => deadline(options.dropTimeout, Effect.flatMap(Effect.scope, (scope) =>
+      prepared(drop, pool.sharedMemory(), (p) =>
+        onWorker(pool, p, traced, (conn, wait) =>
           // Between the reply and the finalizer nothing may interrupt, or the object would leak.
           Effect.uninterruptibleMask((restore) =>
             restore(
-              send(drop, conn, prepared, "handle", wait, (late) => {
+              send(drop, conn, p, "handle", wait, (late) => {
                 if (late.t === "ok") new HandleImpl(conn, late.value as number).release()
               })
             ).pipe(
@@ -338,13 +356,12 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
     Stream.unwrapScoped(
       Effect.gen(function* () {
         const scope = yield* Effect.scope
-        const prepared = yield* prepare(drop)
         // Opening registers the generator in the worker; the stream's scope closes it there.
-        const [conn, sid] = yield* instrument(drop, (traced) =>
-          onWorker(pool, prepared, traced, (conn, wait) =>
+        const [conn, sid] = yield* prepared(drop, pool.sharedMemory(), (p) => instrument(drop, (traced) =>
+          onWorker(pool, p, traced, (conn, wait) =>
             Effect.uninterruptibleMask((restore) =>
               restore(
-                send(drop, conn, prepared, "stream", wait, (late) => {
+                send(drop, conn, p, "stream", wait, (late) => {
                   if (late.t === "ok") conn.send(encodeClose(late.value as number))
                 })
               ).pipe(
@@ -357,7 +374,7 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
               )
             )
           )
-        )
+        ))
         return pullStream(drop, conn, sid, Math.max(1, chunkSize))
       })
     ),

@@ -9,7 +9,7 @@ import threading
 
 import snakebridge
 
-from . import PROTOCOL_VERSION, codec, lazy
+from . import PROTOCOL_VERSION, codec, lazy, shm
 from .protocol import FrameError, FrameReader, FrameWriter
 from .registry import HandleNotFound, Registry
 from .runner import Runner, describe
@@ -79,6 +79,8 @@ class Worker:
         self.cancelled: set[int] = set()
         self.streams: dict[int, tuple[Any, str | None]] = {}
         self.main_ident = threading.get_ident()
+        self.outbox = shared_memory_outbox()
+        codec.use_outbox(self.outbox)
 
     # -- the main thread: requests, read and run in order -------------------------
 
@@ -99,9 +101,13 @@ class Worker:
                 messages = []
                 for body in bodies:
                     refs: list[HandleRef] = []
-                    msg = codec.decode(body, codec.Handles(lambda hid: _ref(refs, hid)))
-                    if refs and isinstance(msg, dict):
-                        msg["refs"] = True
+                    lent = shm.Lent()
+                    msg = codec.decode(body, codec.Handles(lambda hid: _ref(refs, hid), lent))
+                    if isinstance(msg, dict):
+                        if refs:
+                            msg["refs"] = True
+                        if lent.mapped:
+                            msg["lent"] = lent
                     messages.append(msg)
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the request channel: {e}\n")
@@ -153,6 +159,10 @@ class Worker:
         if t == "close":
             self.close_stream(msg.get("stream"))
             return
+        if t == "free":
+            if self.outbox is not None:
+                self.outbox.free(msg.get("fds", ()))
+            return
         rid = msg.get("id")
         if t not in ("run", "call", "pull") or not isinstance(rid, int):
             self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
@@ -164,8 +174,9 @@ class Worker:
             else:
                 self.running = rid
                 skip = False
+        lent: shm.Lent | None = msg.pop("lent", None)
         if skip:
-            self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"})
+            self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}, lent)
             return
         reply: dict[str, Any] | None = None
         try:
@@ -178,7 +189,7 @@ class Worker:
             self.idle()
             if reply is None:
                 reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
-        self.reply(reply)
+        self.reply(reply, lent)
 
     def idle(self) -> None:
         with self.lock:
@@ -191,10 +202,11 @@ class Worker:
         mode = msg.get("mode")
         filename: str | None = None
         try:
-            args = msg.get("args")
+            # Taken out of the message: once the drop is done, only what it kept holds them.
+            args = msg.pop("args", None)
             if not isinstance(args, list):
                 return {"t": "err", "id": rid, "kind": "protocol", "message": "args must be an array"}
-            kwargs = msg.get("kwargs") or {}
+            kwargs = msg.pop("kwargs", None) or {}
             if msg.get("refs"):
                 args = resolve_refs(args, self.registry)
                 kwargs = resolve_refs(kwargs, self.registry)
@@ -270,7 +282,7 @@ class Worker:
             raise RuntimeError("snakebridge.emit() was called outside a running drop")
         self.writer.write(codec.encode({"t": "emit", "id": rid, "value": value}))
 
-    def reply(self, reply: dict[str, Any]) -> None:
+    def reply(self, reply: dict[str, Any], lent: shm.Lent | None = None) -> None:
         try:
             parts = codec.encode_parts(reply)
         except codec.EncodeError as e:
@@ -278,6 +290,13 @@ class Worker:
             parts = codec.encode_parts(
                 {"t": "err", "id": reply["id"], "kind": "encode", "path": e.path[1:], "message": e.message}
             )
+        if lent is not None:
+            # The result is encoded: whatever still holds Node's segments now was kept by the drop.
+            # Node learns it before the reply, so that it never writes into them again.
+            reply.clear()
+            kept = lent.close()
+            if kept:
+                self.writer.write(codec.encode({"t": "kept", "fds": kept}))
         self.writer.write_parts(parts)
 
 
@@ -300,6 +319,15 @@ def forward_logging(writer: FrameWriter) -> None:
             root.setLevel(logging.INFO)
 
     lazy.after_import("logging", wire)
+
+
+def shared_memory_outbox() -> shm.Outbox | None:
+    """SNAKEBRIDGE_SHM_THRESHOLD (bytes), set by Node: arrays of replies at least this big go
+    through shared memory. Unset, or where the platform has no memfd: everything goes through the pipe."""
+    threshold = os.environ.get("SNAKEBRIDGE_SHM_THRESHOLD")
+    if not threshold or not shm.available():
+        return None
+    return shm.Outbox(max(1, int(threshold)))
 
 
 def limit_address_space() -> None:
@@ -328,6 +356,7 @@ def main() -> None:
                 "pid": os.getpid(),
                 "python": "%d.%d.%d" % sys.version_info[:3],
                 "executable": sys.executable,
+                "shm": shm.available(),  # whether it can map the segments Node lends
             }
         )
     )

@@ -9,7 +9,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from . import arrays
+from . import arrays, shm
 
 try:  # C-accelerated decoding of small frames when installed; the reference decoder below otherwise
     import msgpack as _msgpack
@@ -22,6 +22,7 @@ EXT_SET = 2
 EXT_HANDLE = 3
 EXT_NDARRAY = 4
 EXT_ARROW = 5
+EXT_SHARED_NDARRAY = 6
 
 # Binary payloads at least this long are not copied into the encoding: they become parts of it,
 # written to the channel from where they are (one writev).
@@ -42,6 +43,7 @@ _d = struct.Struct(">d")
 _f = struct.Struct(">f")
 _TS96 = struct.Struct(">Iq")
 _TS64 = struct.Struct(">Q")
+_SEGMENT = struct.Struct(">IIQ")  # ext 6: pid, fd, byte length
 
 Path = list  # list[str | int]
 
@@ -60,10 +62,20 @@ class DecodeError(Exception):
 
 
 class Handles:
-    """Resolves handle references while decoding."""
+    """Resolves handle references while decoding, and maps the shared memory a request names."""
 
-    def __init__(self, resolve: Callable[[int], Any]) -> None:
+    def __init__(self, resolve: Callable[[int], Any], lent: shm.Lent | None = None) -> None:
         self.resolve = resolve
+        self.lent = lent
+
+
+# The worker's segments for big arrays in replies; None: every payload goes through the pipe.
+_outbox: shm.Outbox | None = None
+
+
+def use_outbox(outbox: shm.Outbox | None) -> None:
+    global _outbox
+    _outbox = outbox
 
 
 def encode(value: Any) -> bytes:
@@ -84,17 +96,23 @@ def encode_parts(value: Any) -> list[Any]:
         except Exception:  # noqa: BLE001 - ours decides
             pass
     e = _Encoder(bytearray())
-    e.value(value, [], set())
+    try:
+        e.value(value, [], set())
+    except BaseException:
+        if _outbox is not None:
+            _outbox.free(e.segments)  # nobody will read what was put there
+        raise
     return e.finish()
 
 
 class _Encoder:
-    __slots__ = ("out", "parts", "base")
+    __slots__ = ("out", "parts", "base", "segments")
 
     def __init__(self, out: bytearray) -> None:
         self.out = out
         self.parts: list[Any] = []
         self.base = 0  # bytes already moved to parts
+        self.segments: list[int] = []  # outbox segments written by this encoding
 
     def finish(self) -> list[Any]:
         if self.out or not self.parts:
@@ -167,7 +185,15 @@ class _Encoder:
         self.bulk(b if not isinstance(b, memoryview) else b.cast("B"))
 
     def ndarray(self, code: str, shape: tuple[int, ...], data: memoryview) -> None:
-        """ext 4, as PROTOCOL.md: the elements start at a multiple of 8 from the start of the encoding."""
+        """ext 4, as PROTOCOL.md: the elements start at a multiple of 8 from the start of the encoding.
+        A big one goes through shared memory instead when it can (ext 6)."""
+        if _outbox is not None and data.nbytes >= _outbox.threshold:
+            ref = _outbox.put(data)
+            if ref is not None:
+                self.segments.append(ref[1])
+                head = bytes((ord(code), len(shape), 0)) + b"".join(_I.pack(d) for d in shape)
+                self.ext(EXT_SHARED_NDARRAY, head + _SEGMENT.pack(ref[0], ref[1], data.nbytes))
+                return
         head = 3 + 4 * len(shape)
         pad = -(self.base + len(self.out) + 6 + head) % 8
         out = self.out
@@ -345,6 +371,8 @@ def _fast_decode(data: bytes, handles: Handles | None) -> Any:
             return handles.resolve(hid)
         if code == EXT_NDARRAY:
             return _ndarray(payload)
+        if code == EXT_SHARED_NDARRAY:
+            return _shared_ndarray(payload, handles)
         if code == EXT_ARROW:
             return arrays.table_from(memoryview(payload))
         raise DecodeError(f"unknown extension type {code}")
@@ -467,6 +495,8 @@ class _Decoder:
                 raise DecodeError("a set element is not hashable in Python") from None
         if code == EXT_NDARRAY:
             return _ndarray(payload)
+        if code == EXT_SHARED_NDARRAY:
+            return _shared_ndarray(payload, self.handles)
         if code == EXT_ARROW:
             return arrays.table_from(memoryview(payload))
         if code == EXT_HANDLE:
@@ -480,8 +510,8 @@ class _Decoder:
         raise DecodeError(f"unknown extension type {code}")
 
 
-def _ndarray(payload: Any) -> Any:
-    view = memoryview(payload)
+def _ndarray_head(view: memoryview) -> tuple[str, tuple[int, ...], int, int]:
+    """The type code, shape, byte length and end of the head (pad included) of ext 4 and 6."""
     if len(view) < 3:
         raise DecodeError("invalid typed array payload")
     code, ndim, pad = chr(view[0]), view[1], view[2]
@@ -494,9 +524,33 @@ def _ndarray(payload: Any) -> Any:
     count = 1
     for d in shape:
         count *= d
-    data = view[at + pad :]
-    if len(data) != count * arrays.ITEMSIZE[code]:
+    return code, shape, count * arrays.ITEMSIZE[code], at + pad
+
+
+def _ndarray(payload: Any) -> Any:
+    view = memoryview(payload)
+    code, shape, nbytes, at = _ndarray_head(view)
+    data = view[at:]
+    if len(data) != nbytes:
         raise DecodeError(f"an array of shape {shape} does not match its {len(data)} bytes")
+    return arrays.ndarray_from(code, shape, data)
+
+
+def _shared_ndarray(payload: Any, handles: Handles | None) -> Any:
+    """ext 6: a typed array in a segment of shared memory that Node lent to this request."""
+    view = memoryview(payload)
+    code, shape, nbytes, at = _ndarray_head(view)
+    if len(view) != at + _SEGMENT.size:
+        raise DecodeError("invalid shared typed array payload")
+    pid, fd, length = _SEGMENT.unpack_from(view, at)
+    if length != nbytes:
+        raise DecodeError(f"an array of shape {shape} does not match its {length} bytes")
+    if handles is None or handles.lent is None:
+        raise DecodeError("shared memory where none is allowed")
+    try:
+        data = handles.lent.map(pid, fd, nbytes)
+    except shm.SegmentError as e:
+        raise DecodeError(str(e)) from None
     return arrays.ndarray_from(code, shape, data)
 
 

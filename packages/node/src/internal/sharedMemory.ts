@@ -1,0 +1,128 @@
+import type { Segment, SharedMemory } from "@snakebridge/core/Worker"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+/** Free segments kept open for reuse; more are closed when given back. */
+const KEEP_FREE = 4
+
+interface Owned {
+  readonly fd: number
+  /** Bytes the segment holds (its file's length). */
+  size: number
+  /** The worker kept an array over it: never written again. */
+  kept: boolean
+}
+
+/**
+ * Segments in `dir` (a tmpfs: `/dev/shm`), each a file unlinked as soon as it is open, so that
+ * nothing outlives this process and the workers that map it: a worker opens one as
+ * `/proc/<pid>/fd/<fd>`. Node has no `mmap`, so a segment is written with one `pwrite` and
+ * read with one `pread`; the worker maps it and numpy wraps the mapping.
+ */
+class Segments implements SharedMemory {
+  private readonly free: Array<Owned> = []
+  private readonly lent = new Map<number, Owned>()
+  private made = 0
+  private closed = false
+
+  constructor(
+    readonly threshold: number,
+    private readonly dir: string
+  ) {}
+
+  /** Opens a new, empty segment (throws if the directory will not have it). */
+  create(): Owned {
+    const file = path.join(this.dir, `snakebridge-${process.pid}-${++this.made}`)
+    const fd = fs.openSync(file, "wx+", 0o600)
+    fs.unlinkSync(file)
+    return { fd, size: 0, kept: false }
+  }
+
+  lend(bytes: Uint8Array): Segment | undefined {
+    if (this.closed) return undefined
+    const n = bytes.length
+    let best = -1
+    for (let i = 0; i < this.free.length; i++) {
+      const size = this.free[i]!.size
+      if (size >= n && (best === -1 || size < this.free[best]!.size)) best = i
+    }
+    let segment: Owned
+    try {
+      segment = best === -1 ? this.create() : this.free.splice(best, 1)[0]!
+    } catch {
+      return undefined
+    }
+    try {
+      for (let at = 0; at < n; ) at += fs.writeSync(segment.fd, bytes, at, n - at, at)
+    } catch {
+      // Out of room (a small /dev/shm): this one goes through the pipe.
+      fs.closeSync(segment.fd)
+      return undefined
+    }
+    segment.size = Math.max(segment.size, n)
+    this.lent.set(segment.fd, segment)
+    return { pid: process.pid, fd: segment.fd }
+  }
+
+  keep(fds: ReadonlyArray<number>): void {
+    for (const fd of fds) {
+      const segment = this.lent.get(fd)
+      if (segment !== undefined) segment.kept = true
+    }
+  }
+
+  giveBack(segments: ReadonlyArray<Segment>, reuse: boolean): void {
+    for (const { fd } of segments) {
+      const segment = this.lent.get(fd)
+      if (segment === undefined) continue
+      this.lent.delete(fd)
+      if (reuse && !segment.kept && !this.closed && this.free.length < KEEP_FREE) this.free.push(segment)
+      else fs.closeSync(fd)
+    }
+  }
+
+  read(pid: number, fd: number, length: number): Uint8Array {
+    const f = fs.openSync(`/proc/${pid}/fd/${fd}`, "r")
+    try {
+      const out = new Uint8Array(length)
+      for (let at = 0; at < length; ) {
+        const got = fs.readSync(f, out, at, length - at, at)
+        if (got === 0) throw new Error(`the segment ends at ${at} of ${length} bytes`)
+        at += got
+      }
+      return out
+    } finally {
+      fs.closeSync(f)
+    }
+  }
+
+  /** Closes the free segments; lent ones are closed as they come back. */
+  close(): void {
+    this.closed = true
+    for (const segment of this.free.splice(0)) fs.closeSync(segment.fd)
+  }
+}
+
+/**
+ * Shared memory for the layer's lifetime, or undefined (logged) where it cannot be had: not
+ * Linux, or a directory that will not take a segment.
+ */
+export const make = (threshold: number, dir: string) =>
+  Effect.gen(function* () {
+    if (process.platform !== "linux") {
+      yield* Effect.logDebug("snakebridge: shared memory off (Linux only): big arrays go through the pipe")
+      return undefined
+    }
+    const segments = new Segments(threshold, dir)
+    try {
+      fs.closeSync(segments.create().fd)
+    } catch (e) {
+      yield* Effect.logWarning(
+        `snakebridge: shared memory off, ${dir} will not take a segment (${e instanceof Error ? e.message : String(e)}): big arrays go through the pipe`
+      )
+      return undefined
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => segments.close()))
+    return segments as SharedMemory
+  })

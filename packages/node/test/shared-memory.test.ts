@@ -1,0 +1,252 @@
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Drop, NdArray, py, Python } from "@snakebridge/core"
+import { NodePython } from "@snakebridge/node"
+import { Chunk, Effect, Layer, Logger, Schema, Stream } from "effect"
+import * as fs from "node:fs"
+import { fileURLToPath } from "node:url"
+
+const MiB = 1024 * 1024
+
+/** This process's open shared memory segments (files in /dev/shm, unlinked at once). */
+const nodeSegments = (): number =>
+  fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(`/dev/shm/snakebridge-${process.pid}-`)
+    } catch {
+      return false
+    }
+  }).length
+
+/** The worker's own segments (memfds) and its mappings of this process's segments. */
+const workerSegments = py`
+import os
+own = 0
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        own += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:snakebridge")
+    except OSError:
+        pass
+with open("/proc/self/maps") as maps:
+    mapped = sum("/dev/shm/snakebridge-" in line for line in maps)
+return {"own": own, "mapped": mapped}
+`.pipe(Drop.returning(Schema.Struct({ own: Schema.Number, mapped: Schema.Number })))
+
+const ramp = (n: number): Float64Array => {
+  const a = new Float64Array(n)
+  for (let i = 0; i < n; i++) a[i] = i
+  return a
+}
+
+/** Defines `in_shared_memory(a)` in the worker: whether numpy's array wraps a mapping. */
+const defineProbe = py`
+import builtins, mmap
+
+def in_shared_memory(a):
+    base = a
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+builtins.in_shared_memory = in_shared_memory
+`
+
+/** What the worker sees of an array: whether numpy wraps a mapping of shared memory, and if writable. */
+const seen = (value: unknown) => py`
+a = ${value}
+return {
+    "shared": in_shared_memory(a),
+    "writable": bool(a.flags.writeable),
+    "dtype": str(a.dtype),
+    "shape": list(a.shape),
+}
+`
+
+layer(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB }), { excludeTestServices: true })(
+  "shared memory for big typed arrays",
+  (it) => {
+    it.effect("an array at the threshold is mapped by numpy in place, writable; one below goes through the pipe", () =>
+      Effect.gen(function* () {
+        yield* defineProbe
+        expect(yield* seen(new Float64Array(MiB / 8))).toEqual({ shared: true, writable: true, dtype: "float64", shape: [MiB / 8] })
+        expect(yield* seen(new Float64Array(MiB / 8 - 1))).toMatchObject({ shared: false, writable: true })
+        const nd = NdArray.make(new Int32Array(MiB), [512, 2048])
+        expect(yield* seen(nd)).toEqual({ shared: true, writable: true, dtype: "int32", shape: [512, 2048] })
+        expect(yield* seen(new BigInt64Array(MiB / 8))).toMatchObject({ shared: true, dtype: "int64" })
+      }))
+
+    it.effect("64 MiB both ways: numpy changes it in place, the result comes back whole, the caller's array is untouched", () =>
+      Effect.gen(function* () {
+        const data = ramp((64 * MiB) / 8)
+        const back = yield* py`
+a = ${data}
+a *= 2
+a
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+        expect(back.length).toBe(data.length)
+        expect(back[1]).toBe(2)
+        expect(back[data.length - 1]).toBe(2 * (data.length - 1))
+        expect(data[1]).toBe(1)
+        const nd = yield* py`
+import numpy as np
+np.arange(3 * 2**20, dtype=np.float32).reshape(3, 2**20)
+`
+        expect(nd).toBeInstanceOf(NdArray.NdArray)
+        expect((nd as NdArray.NdArray).shape).toEqual([3, 2 ** 20])
+        expect((nd as NdArray.NdArray).data[3 * 2 ** 20 - 1]).toBe(3 * 2 ** 20 - 1)
+      }))
+
+    it.effect("segments are reused: repeated transfers keep one segment open on each side and no mapping in the worker", () =>
+      Effect.gen(function* () {
+        const data = ramp((4 * MiB) / 8)
+        const counts = []
+        for (let i = 0; i < 6; i++) {
+          const back = yield* py`${data} + ${i}`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+          expect(back[10]).toBe(10 + i)
+          counts.push({ node: nodeSegments(), ...(yield* workerSegments) })
+        }
+        expect(counts.every((c) => c.mapped === 0)).toBe(true)
+        expect(new Set(counts.slice(1).map((c) => `${c.node}/${c.own}`)).size).toBe(1)
+      }))
+
+    it.effect("an array the drop keeps stays intact: its segment is never written again, and unmapped once released", () =>
+      Effect.gen(function* () {
+        const before = nodeSegments()
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const kept = yield* Drop.handle(py`${ramp(MiB / 8)}`)
+            expect(yield* py`in_shared_memory(${kept})`).toBe(true)
+            // Node closed the kept segment: the next array gets another one.
+            expect(nodeSegments()).toBe(before - 1)
+            const other = new Float64Array(MiB / 8).fill(-1)
+            expect(yield* py`float(${other}.sum())`).toBe(-(MiB / 8))
+            expect(yield* py`float(${kept}[12345])`).toBe(12345)
+            expect(yield* py`float(${kept}.sum())`).toBe(((MiB / 8) * (MiB / 8 - 1)) / 2)
+            expect((yield* workerSegments).mapped).toBe(1)
+          })
+        )
+        expect((yield* workerSegments).mapped).toBe(0)
+      }))
+
+    it.effect("a drop that raises gives its segment back for reuse", () =>
+      Effect.gen(function* () {
+        const before = nodeSegments()
+        const error = yield* Effect.flip(py`
+a = ${new Float64Array(MiB / 8)}
+raise ValueError(f"refused {a.nbytes}")
+`)
+        expect(error).toMatchObject({ _tag: "PythonException", type: "ValueError", message: `refused ${MiB}` })
+        expect(nodeSegments()).toBe(before)
+        expect((yield* workerSegments).mapped).toBe(0)
+      }))
+
+    it.effect("a stream keeps its arguments while it runs: the items are right, the mapping goes with the generator", () =>
+      Effect.gen(function* () {
+        const items = yield* py`
+a = ${ramp(MiB / 8)}
+def items():
+    for i in range(3):
+        yield float(a[i * 1000])
+return items()
+`.pipe(Drop.stream(Schema.Number, { chunkSize: 1 }), Stream.runCollect)
+        expect(Chunk.toArray(items)).toEqual([0, 1000, 2000])
+        expect((yield* workerSegments).mapped).toBe(0)
+      }))
+
+    it.effect("a worker killed with SIGKILL mid-drop: WorkerLost, its segment closed, not reused; the next worker serves", () =>
+      Effect.gen(function* () {
+        const before = nodeSegments()
+        const error = yield* Effect.flip(py`
+import os, signal
+a = ${ramp(MiB / 8)}
+os.kill(os.getpid(), signal.SIGKILL)
+`)
+        expect(error).toMatchObject({ _tag: "WorkerLost", signal: "SIGKILL" })
+        expect(nodeSegments()).toBe(before - 1)
+        yield* defineProbe
+        const back = yield* py`${ramp(MiB / 8)} * 3`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+        expect(back[7]).toBe(21)
+      }))
+
+    it.effect("a drop interrupted while it holds a mapped array: the timeout returns, the worker serves on, nothing stays mapped", () =>
+      Effect.gen(function* () {
+        const error = yield* Effect.flip(
+          py`
+import time
+a = ${ramp(MiB / 8)}
+time.sleep(30)
+`.pipe(Effect.timeout("300 millis"))
+        )
+        expect(error._tag).toBe("TimeoutException")
+        expect(yield* py`${ramp(MiB / 8)}[99]`).toBe(99)
+        expect((yield* workerSegments).mapped).toBe(0)
+      }))
+  }
+)
+
+describe("shared memory off", () => {
+  it.live("sharedMemoryThreshold: false: every array goes through the pipe both ways, no segment anywhere", () =>
+    Effect.gen(function* () {
+      const before = nodeSegments()
+      yield* defineProbe
+      expect(yield* seen(new Float64Array(4 * MiB))).toMatchObject({ shared: false, writable: true })
+      const back = yield* py`${ramp(MiB)} * 2`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+      expect(back[MiB - 1]).toBe(2 * (MiB - 1))
+      expect(nodeSegments()).toBe(before)
+      expect(yield* workerSegments).toEqual({ own: 0, mapped: 0 })
+      expect(yield* py`import os; return os.environ.get("SNAKEBRIDGE_SHM_THRESHOLD")`).toBeNull()
+    }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: false }))))
+
+  it.live("a directory that will not take a segment: a warning says so, and the pipe carries everything", () =>
+    Effect.gen(function* () {
+      const logs: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        logs.push(String(Array.isArray(message) ? message[0] : message))
+      })
+      const missing = fileURLToPath(new URL("fixtures/no-such-dir", import.meta.url))
+      const back = yield* Effect.scoped(
+        py`${ramp(MiB)} + 1`.pipe(
+          Drop.returning(Schema.instanceOf(Float64Array)),
+          Effect.provide(
+            NodePython.layer({ workers: 1, sharedMemoryDir: missing }).pipe(
+              Layer.provide(Logger.replace(Logger.defaultLogger, capture))
+            )
+          )
+        )
+      )
+      expect(back[5]).toBe(6)
+      expect(logs.some((l) => l.includes("shared memory off") && l.includes(missing))).toBe(true)
+    }))
+
+  it.live("a worker without numpy copies the mapped array into an array.array and lets the segment go", () =>
+    Effect.gen(function* () {
+      const [kind, value] = (yield* py`
+a = ${ramp(MiB / 8)}
+(type(a).__name__, a[4321])
+`) as [string, number]
+      expect([kind, value]).toEqual(["array", 4321])
+      expect((yield* workerSegments).mapped).toBe(0)
+    }).pipe(
+      Effect.provide(
+        NodePython.layer({
+          workers: 1,
+          env: { PYTHONPATH: fileURLToPath(new URL("fixtures/without-numpy", import.meta.url)) }
+        })
+      )
+    ))
+})
+
+describe("shared memory across a pool", () => {
+  it.live("two workers, many big arrays in flight at once: each result is its own input's", () =>
+    Effect.gen(function* () {
+      const results = yield* Effect.forEach(
+        Array.from({ length: 12 }, (_, i) => i),
+        (i) => py`${new Float64Array(MiB / 8).fill(i)} * 2`.pipe(Drop.returning(Schema.instanceOf(Float64Array))),
+        { concurrency: 6 }
+      )
+      results.forEach((r, i) => {
+        expect(r[0]).toBe(2 * i)
+        expect(r[r.length - 1]).toBe(2 * i)
+      })
+      expect((yield* Python.workers).length).toBe(2)
+    }).pipe(Effect.provide(NodePython.layer({ workers: 2, concurrency: 2 }))))
+})

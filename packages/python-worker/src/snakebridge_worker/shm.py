@@ -1,0 +1,117 @@
+"""Shared memory for big typed arrays (ext 6 in PROTOCOL.md), Linux only.
+
+Each side writes into segments it owns and the other side opens them through `/proc/<pid>/fd`,
+so a segment has no name to leak: it lives while one of the two processes holds it.
+
+- Node lends a segment to one request (`Lent`): the worker maps it for that request only, and
+  numpy wraps the mapping without a copy. After the request the mapping is closed, unless the
+  drop kept an array over it (stored in a handle or a global): then the mapping lives as long as
+  that array, and the worker tells Node the segment is kept, so that Node never writes into it
+  again.
+- The worker's own segments (`Outbox`) carry big arrays of replies: a memfd, mapped once and
+  reused; each is busy from the reply that names it until Node has read it and says so (`free`).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+def available() -> bool:
+    """memfd and /proc: Linux, and a parent whose descriptors this process may open."""
+    return hasattr(os, "memfd_create") and os.access(f"/proc/{os.getppid()}/fd", os.R_OK)
+
+
+class SegmentError(Exception):
+    """A segment named in a request could not be mapped."""
+
+
+class Lent:
+    """The segments Node lent to one request, mapped for as long as it runs."""
+
+    __slots__ = ("mapped",)
+
+    def __init__(self) -> None:
+        self.mapped: list[tuple[int, mmap.mmap, memoryview]] = []
+
+    def map(self, pid: int, fd: int, nbytes: int) -> memoryview:
+        try:
+            f = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR)
+        except OSError as e:
+            raise SegmentError(f"cannot open shared memory segment {fd} of process {pid}: {e}") from None
+        try:
+            mm = mmap.mmap(f, nbytes, mmap.MAP_SHARED)
+        except (OSError, ValueError) as e:
+            raise SegmentError(f"cannot map {nbytes} bytes of shared memory segment {fd} of process {pid}: {e}") from None
+        finally:
+            os.close(f)
+        view = memoryview(mm)
+        self.mapped.append((fd, mm, view))
+        return view
+
+    def close(self) -> list[int]:
+        """Unmaps every segment nothing holds any more; returns those something still holds."""
+        kept = []
+        for fd, mm, view in self.mapped:
+            try:
+                view.release()
+                mm.close()
+            except BufferError:  # an array over it outlived the request: the mapping lives with it
+                kept.append(fd)
+        self.mapped.clear()
+        return kept
+
+
+class Outbox:
+    """The worker's segments for big arrays in replies, reused once Node has read them."""
+
+    KEEP_FREE = 4  # free segments kept mapped for reuse; more are closed
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.pid = os.getpid()
+        self.free_segments: list[tuple[int, int, mmap.mmap]] = []  # (size, fd, mapping)
+        self.busy: dict[int, tuple[int, int, mmap.mmap]] = {}
+
+    def put(self, data: memoryview) -> tuple[int, int] | None:
+        """Copies `data` into a free segment; (pid, fd) to name it, or None when none can be had."""
+        n = data.nbytes
+        segment = self._take(n)
+        if segment is None:
+            return None
+        size, fd, mm = segment
+        mm[:n] = data
+        self.busy[fd] = segment
+        return self.pid, fd
+
+    def _take(self, n: int) -> tuple[int, int, mmap.mmap] | None:
+        fitting = [s for s in self.free_segments if s[0] >= n]
+        if fitting:
+            best = min(fitting, key=lambda s: s[0])
+            self.free_segments.remove(best)
+            return best
+        try:
+            fd = os.memfd_create("snakebridge", os.MFD_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            os.posix_fallocate(fd, 0, n)  # the memory now or an error, never a SIGBUS on first touch
+            return n, fd, mmap.mmap(fd, n, mmap.MAP_SHARED)
+        except OSError:
+            os.close(fd)
+            return None
+
+    def free(self, fds: Any) -> None:
+        """Node has read these segments: they may be written again."""
+        for fd in fds:
+            segment = self.busy.pop(fd, None) if isinstance(fd, int) else None
+            if segment is None:
+                continue
+            if len(self.free_segments) < self.KEEP_FREE:
+                self.free_segments.append(segment)
+            else:
+                segment[2].close()
+                os.close(segment[1])

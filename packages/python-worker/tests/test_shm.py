@@ -1,0 +1,146 @@
+"""Shared memory for big typed arrays (ext 6): segments lent by Node, the worker's own outbox."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from snakebridge_worker import codec, shm
+
+np = pytest.importorskip("numpy")
+pytestmark = pytest.mark.skipif(not shm.available(), reason="shared memory needs Linux (memfd, /proc)")
+
+MiB = 1 << 20
+
+
+def node_segment(data: bytes) -> int:
+    """A segment as Node makes one: a file in /dev/shm, unlinked at once, open in this process."""
+    path = f"/dev/shm/snakebridge-test-{os.getpid()}-{len(data)}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.unlink(path)
+    os.write(fd, data)
+    return fd
+
+
+def mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum("snakebridge-test-" in line for line in maps)
+
+
+def test_a_lent_segment_is_mapped_writable_and_unmapped_after_the_request():
+    fd = node_segment(np.arange(MiB // 8, dtype="<f8").tobytes())
+    lent = shm.Lent()
+    a = np.frombuffer(lent.map(os.getpid(), fd, MiB), dtype="<f8")
+    a *= 2  # writable: the mapping is shared with the writer
+    assert os.pread(fd, 8, 8 * 3) == np.float64(6).tobytes()
+    del a
+    assert lent.close() == []
+    assert mappings() == 0
+    os.close(fd)
+
+
+def test_a_segment_the_drop_kept_is_reported_and_lives_as_long_as_its_array():
+    fd = node_segment(bytes(range(256)) * (MiB // 256))
+    lent = shm.Lent()
+    kept = np.frombuffer(lent.map(os.getpid(), fd, MiB), dtype=np.uint8)[10:20]  # even a view of a view
+    assert lent.close() == [fd]
+    os.close(fd)  # Node closes its end: the mapping still holds the memory
+    assert list(kept) == list(range(10, 20))
+    assert mappings() == 1
+    del kept
+    assert mappings() == 0
+
+
+def test_a_segment_that_cannot_be_opened_is_a_clear_error():
+    with pytest.raises(shm.SegmentError, match="cannot open shared memory segment 999999"):
+        shm.Lent().map(os.getpid(), 999999, 8)
+
+
+def test_outbox_segments_are_busy_until_freed_then_reused_and_bounded():
+    out = shm.Outbox(MiB)
+    data = memoryview(np.arange(MiB, dtype=np.uint8)).cast("B")
+    pid, fd = out.put(data)
+    assert pid == os.getpid() and os.pread(fd, 4, 100) == bytes([100, 101, 102, 103])
+    _, second = out.put(data)
+    assert second != fd  # the first is busy until Node frees it
+    out.free([fd, second, 12345, "x"])  # unknown ids are ignored
+    assert out.put(memoryview(bytes(MiB // 2)))[1] in (fd, second)  # the smallest that fits
+    taken = [out.put(data)[1] for _ in range(8)]
+    out.free(taken + [fd, second])
+    assert len(out.free_segments) == shm.Outbox.KEEP_FREE and not out.busy
+
+
+def test_encoding_puts_big_arrays_in_the_outbox_and_decoding_maps_them():
+    out = shm.Outbox(MiB)
+    codec.use_outbox(out)
+    try:
+        body = codec.encode({"small": np.arange(3.0), "big": np.arange(MiB // 4, dtype=np.int32).reshape(2, -1)})
+        assert len(body) < 200 and len(out.busy) == 1
+        lent = shm.Lent()
+        decoded = codec.decode(body, codec.Handles(lambda h: h, lent))
+        assert decoded["big"].shape == (2, MiB // 8) and decoded["big"][1, -1] == MiB // 4 - 1
+        assert list(decoded["small"]) == [0.0, 1.0, 2.0]
+        del decoded
+        assert lent.close() == []
+        # A value that fails to encode after a big array frees what was put for it.
+        with pytest.raises(codec.EncodeError):
+            codec.encode([np.zeros(MiB), object()])
+        assert len(out.busy) == 1
+    finally:
+        codec.use_outbox(None)
+
+
+def test_shared_arrays_need_a_request_to_map_them():
+    out = shm.Outbox(8)
+    codec.use_outbox(out)
+    try:
+        body = codec.encode(np.zeros(4))
+    finally:
+        codec.use_outbox(None)
+    with pytest.raises(codec.DecodeError, match="shared memory where none is allowed"):
+        codec.decode(body)
+
+
+def test_the_worker_maps_lent_segments_tells_what_it_kept_and_replies_through_its_outbox(worker_factory):
+    w = worker_factory({"SNAKEBRIDGE_SHM_THRESHOLD": str(MiB)})
+    assert w.hello["shm"] is True
+    # This process lends its segments as Node does (a memfd here rather than a file in /dev/shm).
+    mine = shm.Outbox(MiB)
+
+    def run(rid, code, mode="value"):
+        codec.use_outbox(mine)
+        try:
+            w.send({"t": "run", "id": rid, "hash": code, "code": code, "args": [np.arange(MiB // 8, dtype="<f8")], "mode": mode})
+        finally:
+            codec.use_outbox(None)
+        (fd,) = mine.busy
+        mine.free([fd])
+        return fd
+
+    # A drop that lets go of its array: no "kept"; the reply's big array is in the worker's segment.
+    run(1, "return _sb_0 * 2")
+    lent = shm.Lent()
+    reply = w.recv(handles=codec.Handles(lambda h: h, lent))
+    assert reply["t"] == "ok" and reply["value"][3] == 6.0
+    theirs = lent.mapped[0][0]
+    del reply
+    lent.close()
+    w.send({"t": "free", "fds": [theirs]})
+    run(2, "return _sb_0 * 2")
+    lent = shm.Lent()
+    reply = w.recv(handles=codec.Handles(lambda h: h, lent))
+    assert reply["value"][5] == 10.0 and lent.mapped[0][0] == theirs  # freed, so reused
+    del reply
+    lent.close()
+
+    # A drop that keeps it (a handle): "kept" names the segment, before the reply.
+    fd = run(3, "return _sb_0", mode="handle")
+    assert w.recv() == {"t": "kept", "fds": [fd]}
+    assert w.recv()["t"] == "ok"
+
+
+def test_without_the_threshold_the_worker_replies_through_the_pipe(worker):
+    assert worker.hello["shm"] is shm.available()
+    reply = worker.run(1, "import numpy as np; return np.ones(1 << 18)")
+    assert reply["t"] == "ok" and reply["value"].sum() == 1 << 18
