@@ -69,6 +69,11 @@ def test_outbox_segments_are_busy_until_freed_then_reused_and_bounded():
     taken = [out.put(data)[1] for _ in range(8)]
     out.free(taken + [fd, second])
     assert len(out.free_segments) == shm.Outbox.KEEP_FREE and not out.busy
+    # Past the byte budget the oldest go, but the last freed stays, however big.
+    out.KEEP_FREE_BYTES = MiB
+    (_, big) = out.put(memoryview(bytes(3 * MiB)))
+    out.free([big])
+    assert [s[1] for s in out.free_segments] == [big]
 
 
 def test_encoding_puts_big_arrays_in_the_outbox_and_decoding_maps_them():

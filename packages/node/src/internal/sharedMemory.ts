@@ -3,8 +3,13 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
-/** Free segments kept open for reuse; more are closed when given back. */
+/**
+ * Free segments kept open for reuse: at most 4 and 256 MiB, the least recently used closed
+ * first, but always the last one given back whatever its size, so that repeated transfers of
+ * one big array reuse its segment.
+ */
 const KEEP_FREE = 4
+const KEEP_FREE_BYTES = 256 * 1024 * 1024
 
 interface Owned {
   readonly fd: number
@@ -20,7 +25,7 @@ interface Owned {
  * `/proc/<pid>/fd/<fd>`. Node has no `mmap`, so a segment is written with one `pwrite` and
  * read with one `pread`; the worker maps it and numpy wraps the mapping.
  */
-class Segments implements SharedMemory {
+export class Segments implements SharedMemory {
   private readonly free: Array<Owned> = []
   private readonly lent = new Map<number, Owned>()
   private made = 0
@@ -77,8 +82,18 @@ class Segments implements SharedMemory {
       const segment = this.lent.get(fd)
       if (segment === undefined) continue
       this.lent.delete(fd)
-      if (reuse && !segment.kept && !this.closed && this.free.length < KEEP_FREE) this.free.push(segment)
+      if (reuse && !segment.kept && !this.closed) this.keepFree(segment)
       else fs.closeSync(fd)
+    }
+  }
+
+  private keepFree(segment: Owned): void {
+    this.free.push(segment)
+    let bytes = this.free.reduce((n, s) => n + s.size, 0)
+    while (this.free.length > 1 && (this.free.length > KEEP_FREE || bytes > KEEP_FREE_BYTES)) {
+      const oldest = this.free.shift()!
+      bytes -= oldest.size
+      fs.closeSync(oldest.fd)
     }
   }
 

@@ -176,6 +176,7 @@ class Worker:
                 skip = False
         lent: shm.Lent | None = msg.pop("lent", None)
         if skip:
+            msg.clear()  # its arguments: nothing kept them
             self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}, lent)
             return
         reply: dict[str, Any] | None = None

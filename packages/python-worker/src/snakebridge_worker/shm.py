@@ -68,7 +68,10 @@ class Lent:
 class Outbox:
     """The worker's segments for big arrays in replies, reused once Node has read them."""
 
-    KEEP_FREE = 4  # free segments kept mapped for reuse; more are closed
+    # Free segments kept mapped for reuse: at most 4 and 256 MiB, the least recently used closed
+    # first, but always the last one freed, so that one big array sent again and again reuses it.
+    KEEP_FREE = 4
+    KEEP_FREE_BYTES = 256 << 20
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
@@ -110,8 +113,10 @@ class Outbox:
             segment = self.busy.pop(fd, None) if isinstance(fd, int) else None
             if segment is None:
                 continue
-            if len(self.free_segments) < self.KEEP_FREE:
-                self.free_segments.append(segment)
-            else:
-                segment[2].close()
-                os.close(segment[1])
+            self.free_segments.append(segment)
+            kept = sum(s[0] for s in self.free_segments)
+            while len(self.free_segments) > 1 and (len(self.free_segments) > self.KEEP_FREE or kept > self.KEEP_FREE_BYTES):
+                size, oldest, mm = self.free_segments.pop(0)
+                kept -= size
+                mm.close()
+                os.close(oldest)
