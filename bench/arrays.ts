@@ -34,6 +34,35 @@ a
   })
 
 /**
+ * One way at a time, `times` in a row, median MB/s: a `Float64Array` of `bytes` into numpy (the
+ * drop returns its length), and a numpy array kept in the worker (a handle) back as a
+ * `Float64Array`: transfer alone, no work in Python on either.
+ */
+export const ndarrayOneWay = (bytes: number, times: number) =>
+  Effect.gen(function* () {
+    const input = new Float64Array(bytes / 8).fill(1)
+    const kept = yield* Drop.handle(py`
+import numpy as np
+np.ones(${bytes / 8})
+`)
+    const into: Array<number> = []
+    const back: Array<number> = []
+    for (let k = 0; k < times; k++) {
+      let t = nowUs()
+      const n = yield* py`${input}.shape[0]`.pipe(Drop.returning(Schema.Number))
+      into.push(bytes / (nowUs() - t))
+      t = nowUs()
+      const out = yield* py`${kept}`.pipe(Drop.returning(Float64))
+      back.push(bytes / (nowUs() - t))
+      if (n !== input.length || out.length !== input.length || out[out.length - 1] !== 1) {
+        return yield* Effect.fail(new Error("ndarray one way: wrong result"))
+      }
+    }
+    const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
+    return { into: median(into), back: median(back) }
+  }).pipe(Effect.scoped)
+
+/**
  * A table of `rows` rows and four numeric columns: into Python as a pyarrow Table, back from a
  * Table kept in the worker (a handle), and into pandas with a column added and back; rows/s.
  */

@@ -218,6 +218,9 @@ const sbRep = async () => {
     const nd = await run("ndarray", arrays.ndarrayRoundTrips(config.bulkBytes, config.ndarrayRepeats))
     record("sb.ndarray.first", nd.first)
     record("sb.ndarray.repeated", nd.repeated)
+    const oneWay = await run("ndarray one way", arrays.ndarrayOneWay(config.bulkBytes, config.ndarrayRepeats))
+    record("sb.ndarray.into", oneWay.into)
+    record("sb.ndarray.back", oneWay.back)
     const arrow = await run("arrow", arrays.arrowRoundTrip(config.arrowRows))
     record("sb.arrow.transferIn", arrow.transferIn)
     record("sb.arrow.transferOut", arrow.transferOut)
@@ -228,6 +231,16 @@ const sbRep = async () => {
     record("sb.pipelinedOne", await run("pipelined, 1 worker", sb.pipelined(config.sbPipelinedOne, 64)))
   } finally {
     await one.dispose()
+  }
+  // The same arrays through the pipe alone: what shared memory is measured against.
+  const pipeOnly = sb.runtime({ python, sharedMemoryThreshold: false })
+  try {
+    await sb.run(pipeOnly, arrays.ndarrayRoundTrips(1024, 1), TIMEOUT_MS, "warm-up")
+    const nd = await sb.run(pipeOnly, arrays.ndarrayRoundTrips(config.bulkBytes, config.ndarrayRepeats), TIMEOUT_MS, "ndarray, pipe")
+    record("sb.ndarrayPipe.first", nd.first)
+    record("sb.ndarrayPipe.repeated", nd.repeated)
+  } finally {
+    await pipeOnly.dispose()
   }
   // One worker with 64 requests in flight: pipelining in one process, as the floor does.
   const piped = sb.runtime({ python, concurrency: 64 })
@@ -268,7 +281,7 @@ for (let rep = 1; rep <= config.reps; rep++) {
 }
 log("peers: install (first run only) and measure")
 const peerFailures = peers.install()
-const peerRun = await peers.measure({
+const peerRun = peers.measureApart({
   python,
   reps: quick ? 1 : config.reps,
   calls: config.sbSeq,
@@ -359,6 +372,16 @@ const lines = [
     ratio("sb.ndarray.repeated", "floor.bulkRoundTrip"),
     "bandwidth, higher is better"
   ),
+  ratioRow(
+    `${bulkMiB} MiB \`Float64Array\` → numpy, repeated / floor bulk Node → Python`,
+    ratio("sb.ndarray.into", "floor.bulkIn"),
+    "bandwidth, higher is better"
+  ),
+  ratioRow(
+    `${bulkMiB} MiB numpy → \`Float64Array\`, repeated / floor bulk Python → Node`,
+    ratio("sb.ndarray.back", "floor.bulkOut"),
+    "bandwidth, higher is better"
+  ),
   ratioRow("trivial drop p50 / floor exec+JSON p50", ratio("sb.drop.p50", "floor.exec.p50"), "vs. a floor that also runs code"),
   "",
   "## Floor: raw length-prefixed frames, Node ↔ `floor_echo.py` on fds 3/4",
@@ -399,6 +422,10 @@ const lines = [
   row(`bulk Python → Node, ${bulkMiB} MiB \`bytes\` result (one frame)`, "MB/s", get("sb.bulkOut")),
   row(`${bulkMiB} MiB \`Float64Array\` → numpy (\`a *= 2\`) → back, first round trip`, "MB/s", get("sb.ndarray.first")),
   row(`the same, repeated (median of ${config.ndarrayRepeats - 1})`, "MB/s", get("sb.ndarray.repeated")),
+  row(`the same through the pipe alone (\`sharedMemoryThreshold: false\`), first`, "MB/s", get("sb.ndarrayPipe.first")),
+  row(`the same through the pipe alone, repeated`, "MB/s", get("sb.ndarrayPipe.repeated")),
+  row(`${bulkMiB} MiB \`Float64Array\` → numpy only (the drop returns its length), repeated`, "MB/s", get("sb.ndarray.into")),
+  row(`${bulkMiB} MiB numpy array kept in the worker → \`Float64Array\` only, repeated`, "MB/s", get("sb.ndarray.back")),
   row(`Arrow table, ${config.arrowRows.toLocaleString("en-US")} rows × 4 numeric columns → pyarrow Table`, "rows/s", get("sb.arrow.transferIn")),
   row("the same table kept in the worker (a handle) → Arrow table in Node", "rows/s", get("sb.arrow.transferOut")),
   row("the same table → pandas DataFrame (`.to_pandas()` in the drop)", "rows/s", get("sb.arrow.in")),
