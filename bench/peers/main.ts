@@ -1,12 +1,25 @@
 /**
- * The peers alone: `pnpm exec tsx bench/peers/main.ts [--quick]`. `pnpm bench` runs them too.
+ * The peers alone: `pnpm exec tsx bench/peers/main.ts [--quick]`. `pnpm bench` runs each of them
+ * through this file too, one process per peer (`--json --peer <name> --options <json>`).
  */
 import { parseArgs } from "node:util"
 import { figure } from "../stats.js"
 import { resolvePython } from "../stats.js"
-import { install, measure } from "./peers.js"
+import { install, measure, type PeerOptions } from "./peers.js"
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } })
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    peer: { type: "string" },
+    options: { type: "string" }
+  }
+})
+if (values.json) {
+  const options = JSON.parse(values.options ?? "{}") as PeerOptions
+  await measure(options, values.peer, (sofar, doing) => console.log(JSON.stringify({ ...sofar, doing })))
+  process.exit(0)
+}
 const python = resolvePython(new URL("../..", import.meta.url).pathname)
 const installFailures = install()
 const { rows, failures } = await measure({

@@ -10,7 +10,7 @@
  *
  * A peer that cannot be installed, loaded or run is reported with the reason, never dropped.
  */
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
@@ -178,7 +178,44 @@ const PEERS: ReadonlyArray<{ readonly name: string; readonly bulk: boolean; read
 const MiB = 1024 * 1024
 
 /** Measures every peer `reps` times; rows hold one value per repetition that completed. */
-export const measure = async (options: PeerOptions): Promise<{ rows: Array<PeerRow>; failures: Array<PeerFailure> }> => {
+export interface PeerResults {
+  readonly rows: Array<PeerRow>
+  readonly failures: Array<PeerFailure>
+}
+
+/**
+ * Each peer measured in a Node process of its own (`main.ts --json`, which prints what it has
+ * measured so far as one JSON line before each step): an embedded interpreter that crashes its
+ * host takes only the rest of its own figures with it, and is listed with the signal and the step.
+ */
+export const measureApart = (options: PeerOptions): PeerResults => {
+  const results: PeerResults = { rows: [], failures: [] }
+  for (const { name } of PEERS) {
+    const child = spawnSync(
+      process.execPath,
+      [...process.execArgv, path.join(HERE, "main.ts"), "--json", "--peer", name, "--options", JSON.stringify(options)],
+      { encoding: "utf8", timeout: options.timeoutMs * (4 * options.reps + 2), maxBuffer: 16 * MiB }
+    )
+    const lines = (child.stdout ?? "").split("\n").filter((l) => l.startsWith("{"))
+    const last = lines.length === 0 ? undefined : (JSON.parse(lines.at(-1)!) as PeerResults & { readonly doing?: string })
+    if (last !== undefined) {
+      results.rows.push(...last.rows)
+      results.failures.push(...last.failures)
+    }
+    if (child.status !== 0) {
+      const how = child.signal !== null ? `its process died of ${child.signal}` : `its process exited with ${child.status}`
+      const detail = firstLines(child.stderr || child.error || "")
+      results.failures.push({ peer: name, what: last?.doing ?? "start", reason: detail === "" ? how : `${how}: ${detail}` })
+    }
+  }
+  return results
+}
+
+export const measure = async (
+  options: PeerOptions,
+  only?: string,
+  progress?: (sofar: PeerResults, doing: string) => void
+): Promise<PeerResults> => {
   const rows = new Map<string, PeerRow>()
   const failures: Array<PeerFailure> = []
   const failed = new Set<string>()
@@ -194,9 +231,11 @@ export const measure = async (options: PeerOptions): Promise<{ rows: Array<PeerR
     failed.add(key)
     failures.push({ peer, what, reason: firstLines(e) })
   }
+  const step = (doing: string) => progress?.({ rows: [...rows.values()], failures }, doing)
   for (let rep = 0; rep < options.reps; rep++) {
     for (const { name, bulk, make } of PEERS) {
-      if (failed.has(`${name}\u0000start`)) continue
+      if ((only !== undefined && name !== only) || failed.has(`${name}\u0000start`)) continue
+      step(`start, repetition ${rep + 1}`)
       let peer: Peer
       try {
         peer = await withTimeout(make(options.python), options.timeoutMs, `${name}: start`)
@@ -206,6 +245,7 @@ export const measure = async (options: PeerOptions): Promise<{ rows: Array<PeerR
       }
       try {
         try {
+          step(`trivial call, repetition ${rep + 1}`)
           for (let i = 0; i < options.warmup; i++) await peer.inc(i)
           const samples: Array<number> = []
           const began = nowUs()
@@ -226,6 +266,7 @@ export const measure = async (options: PeerOptions): Promise<{ rows: Array<PeerR
         for (const bytes of options.bulkBytes) {
           const what = `${bytes / MiB} MiB bytes there and back`
           if (failed.has(`${name}\u0000${what}`)) continue
+          step(`${what}, repetition ${rep + 1}`)
           try {
             const data = Buffer.alloc(bytes, 0x5a)
             const t = nowUs()
@@ -242,5 +283,6 @@ export const measure = async (options: PeerOptions): Promise<{ rows: Array<PeerR
       }
     }
   }
+  step("done")
   return { rows: [...rows.values()], failures }
 }
