@@ -41,7 +41,8 @@ export interface Options extends WorkerPool.Options {
   /**
    * Typed arrays of at least this many bytes cross through shared memory instead of the pipe,
    * both ways (Linux): written once into a reused segment, wrapped by numpy in place. `false`
-   * sends everything through the pipe. Default 1 MiB (see the benchmarks in the README).
+   * sends everything through the pipe. Default 256 KiB: `pnpm bench:threshold` measures both
+   * paths by size; on a 2-core VM shared memory won every column from 128 KiB up.
    */
   readonly sharedMemoryThreshold?: number | false
   /** The tmpfs directory where segments are made (and at once unlinked). Default `/dev/shm`. */
@@ -49,7 +50,7 @@ export interface Options extends WorkerPool.Options {
 }
 
 /** The default of `Options.sharedMemoryThreshold`. */
-export const DEFAULT_SHARED_MEMORY_THRESHOLD = 1024 * 1024
+export const DEFAULT_SHARED_MEMORY_THRESHOLD = 256 * 1024
 
 /**
  * A `WorkerSpawner` for Node: resolves the interpreter once and logs which one it is.
