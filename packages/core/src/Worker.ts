@@ -87,8 +87,11 @@ export interface SharedMemory {
    * worker answered (it has let go of it, unless it said it kept it); otherwise it is closed.
    */
   readonly giveBack: (segments: ReadonlyArray<Segment>, reuse: boolean) => void
-  /** Copies `length` bytes out of segment `fd` of the worker `pid` into fresh memory. Throws if it cannot. */
-  readonly read: (pid: number, fd: number, length: number) => Uint8Array
+  /**
+   * Copies the first `into.length` bytes of segment `fd` of the worker `pid` into `into`, off
+   * the event loop; rejects if it cannot.
+   */
+  readonly read: (pid: number, fd: number, into: Uint8Array) => Promise<void>
 }
 
 /**

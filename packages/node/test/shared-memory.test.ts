@@ -4,6 +4,7 @@ import { NodePython } from "@snakebridge/node"
 import { Chunk, Effect, Layer, Logger, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
+import { waitUntil } from "./helpers.js"
 
 const MiB = 1024 * 1024
 
@@ -150,6 +151,43 @@ return items()
 `.pipe(Drop.stream(Schema.Number, { chunkSize: 1 }), Stream.runCollect)
         expect(Chunk.toArray(items)).toEqual([0, 1000, 2000])
         expect((yield* workerSegments).mapped).toBe(0)
+      }))
+
+    it.effect("progress events with big arrays arrive whole and in order, all before the result", () =>
+      Effect.gen(function* () {
+        const seen: Array<number> = []
+        const result = yield* py`
+import numpy as np, snakebridge
+for i in range(4):
+    snakebridge.emit(np.full(2**18, i, dtype=np.float64) if i % 2 == 0 else i)
+return np.full(2**18, 9.0)
+`.pipe(
+          Drop.onProgress((event) =>
+            Effect.sync(() => seen.push(event instanceof Float64Array ? event[2 ** 18 - 1]! : (event as number)))
+          ),
+          Drop.returning(Schema.instanceOf(Float64Array))
+        )
+        expect(seen).toEqual([0, 1, 2, 3])
+        expect(result[2 ** 18 - 1]).toBe(9)
+      }))
+
+    it.effect("a worker that names a segment Node cannot read: ProtocolError for the drop, the worker replaced", () =>
+      Effect.gen(function* () {
+        const [before] = yield* Python.workers
+        const error = yield* Effect.flip(py`
+import os, struct, time
+from snakebridge_worker import codec
+# An emit whose array claims to be in segment 999 of this process, which has no fd 999.
+head = bytes((ord("d"), 1, 0)) + struct.pack(">I", 1024)
+ext = head + struct.pack(">IIQ", os.getpid(), 999, 8192)
+body = codec.encode({"t": "emit", "id": 0, "value": None})[:-1] + b"\xc9" + struct.pack(">I", len(ext)) + b"\x06" + ext
+os.write(4, struct.pack(">I", len(body)) + body)
+time.sleep(30)
+`)
+        expect(error).toMatchObject({ _tag: "ProtocolError", workerId: before!.id })
+        expect((error as { detail: string }).detail).toContain("cannot read shared memory")
+        yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before!.pid)
+        expect(yield* py`1 + 1`).toBe(2)
       }))
 
     it.effect("a worker killed with SIGKILL mid-drop: WorkerLost, its segment closed, not reused; the next worker serves", () =>

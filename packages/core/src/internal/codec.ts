@@ -31,6 +31,13 @@ export class EncodeFailure {
   ) {}
 }
 
+/** An array of a worker's segment (ext 6) still to be copied into `into`. */
+export interface SegmentRead {
+  readonly pid: number
+  readonly fd: number
+  readonly into: Uint8Array
+}
+
 /** Thrown inside the decoder; turned into a `ProtocolError` by the caller. */
 export class DecodeFailure {
   constructor(readonly detail: string) {}
@@ -557,8 +564,11 @@ export class Decoder {
   pos = 0
   /** Set when a value was read that this process cannot represent (see EXT_ARROW). */
   unsupported: string | undefined
-  /** The worker's segments read (ext 6): the worker may reuse them once told. */
-  readonly segmentsRead: Array<number> = []
+  /**
+   * The worker's segments to read (ext 6): the arrays decoded from them are empty until these
+   * reads are done, and the worker may write the segments again once told they were.
+   */
+  readonly reads: Array<SegmentRead> = []
   private readonly view: DataView
 
   constructor(
@@ -780,14 +790,9 @@ export class Decoder {
     const length = Number(this.view.getBigUint64(at + 8))
     if (length !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${length} bytes`)
     if (this.shared === undefined) throw new DecodeFailure("shared memory where none was offered")
-    let bytes: Uint8Array
-    try {
-      bytes = this.shared.read(pid, fd, length)
-    } catch (e) {
-      throw new DecodeFailure(`cannot read shared memory segment ${fd} of process ${pid}: ${e instanceof Error ? e.message : String(e)}`)
-    }
-    this.segmentsRead.push(fd)
-    return shaped(new Ctor(bytes.buffer, bytes.byteOffset, count), shape)
+    const into = new Uint8Array(length)
+    this.reads.push({ pid, fd, into })
+    return shaped(new Ctor(into.buffer, 0, count), shape)
   }
 
   private array(n: number): Array<unknown> {

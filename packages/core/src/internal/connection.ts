@@ -2,7 +2,7 @@ import { Cause, Deferred, Duration, Effect, Exit, LogLevel, Option, Runtime, Sco
 import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { SharedMemory, WorkerProcess } from "../Worker.js"
-import { DecodeFailure } from "./codec.js"
+import { DecodeFailure, type SegmentRead } from "./codec.js"
 import {
   decodeMessage,
   type Frame,
@@ -13,7 +13,8 @@ import {
   type Hello,
   type Log,
   PROTOCOL_VERSION,
-  type Reply
+  type Reply,
+  type WorkerMessage
 } from "./protocol.js"
 
 export interface ConnectionOptions {
@@ -130,6 +131,9 @@ export const make = (
     let releases: Array<number> = []
     // The worker's segments read out of and not yet handed back (ext 6).
     let segmentsRead: Array<number> = []
+    // Messages with arrays in the worker's shared memory are delivered once those are read (off
+    // the event loop); messages after them wait their turn, so that order is kept.
+    let reading: Promise<void> | undefined
     const decoder = new FrameDecoder(options.maxFrameBytes)
     let alive = true
     let served = 0
@@ -174,7 +178,7 @@ export const make = (
 
     // Handle releases go out in batches: all ids released in one turn of the event loop, and
     // always before the next request, so a request never sees an object its caller released.
-    // The worker's segments go back as soon as their chunk of replies is read.
+    // The worker's segments go back as soon as they are read.
     const flushReleases = () => {
       if (segmentsRead.length > 0) {
         const fds = segmentsRead
@@ -189,8 +193,44 @@ export const make = (
 
     const emitters = new Map<number, (value: unknown) => void>()
 
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const forwardLogs = (logs: Array<Log>) => {
+      if (logs.length > 0) runFork(Effect.forEach(logs, forwardLog, { discard: true }).pipe(Effect.annotateLogs("workerId", workerId)))
+    }
+    const protocolFailure = (error: ProtocolError) =>
+      Effect.logWarning(error.message).pipe(
+        Effect.zipRight(proc.kill("SIGKILL")),
+        Effect.zipRight(die(error)),
+        Effect.annotateLogs("workerId", workerId)
+      )
+
     const onMessage = (body: Uint8Array, logs: Array<Log>) => {
-      const msg = decodeMessage(body, options.sharedMemory, segmentsRead)
+      const reads: Array<SegmentRead> = []
+      const msg = decodeMessage(body, options.sharedMemory, reads)
+      if (reads.length === 0 && reading === undefined) return deliver(msg, body.length, logs)
+      const shared = options.sharedMemory!
+      const delivered: Promise<void> = (reading ?? Promise.resolve())
+        .then(() => Promise.all(reads.map((r) => shared.read(r.pid, r.fd, r.into))))
+        .then(
+          () => {
+            for (const r of reads) segmentsRead.push(r.fd)
+            flushReleases()
+            const later: Array<Log> = []
+            deliver(msg, body.length, later)
+            forwardLogs(later)
+          },
+          (e) => {
+            const detail = `cannot read shared memory of process ${proc.pid}: ${e instanceof Error ? e.message : String(e)}`
+            runFork(protocolFailure(new ProtocolError({ workerId, detail })))
+          }
+        )
+        .finally(() => {
+          if (reading === delivered) reading = undefined
+        })
+      reading = delivered
+    }
+
+    const deliver = (msg: WorkerMessage, bytes: number, logs: Array<Log>) => {
       if (msg.t === "hello") {
         Deferred.unsafeDone(helloDeferred, Exit.succeed(msg))
         return
@@ -212,26 +252,20 @@ export const make = (
         served++
         lastActive = Date.now()
         untrack(msg.id)
-        waiter.done(Exit.succeed({ reply: msg, bytes: body.length }))
+        waiter.done(Exit.succeed({ reply: msg, bytes }))
       }
     }
 
     // The read loop: every reply is routed to its waiter as its chunk arrives; the end of the
     // channel, for whatever reason, fails everything still waiting.
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     yield* proc.readReplies((chunk) => {
       const logs: Array<Log> = []
       for (const body of decoder.push(chunk)) onMessage(body, logs)
-      if (segmentsRead.length > 0) flushReleases()
-      if (logs.length > 0) runFork(Effect.forEach(logs, forwardLog, { discard: true }).pipe(Effect.annotateLogs("workerId", workerId)))
+      forwardLogs(logs)
     }).pipe(
       Effect.mapError((e) => new ProtocolError({ workerId, detail: e instanceof DecodeFailure ? e.detail : String(e) })),
       Effect.matchEffect({
-        onFailure: (error) =>
-          Effect.logWarning(error.message).pipe(
-            Effect.zipRight(proc.kill("SIGKILL")),
-            Effect.zipRight(die(error))
-          ),
+        onFailure: protocolFailure,
         onSuccess: () => lost("the process closed its channel").pipe(Effect.flatMap(die))
       }),
       Effect.annotateLogs("workerId", workerId),

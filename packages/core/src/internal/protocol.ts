@@ -1,5 +1,5 @@
 import type { SharedMemory } from "../Worker.js"
-import { DecodeFailure, Decoder, type Encoded, Encoder } from "./codec.js"
+import { DecodeFailure, Decoder, type Encoded, Encoder, type SegmentRead } from "./codec.js"
 
 export const PROTOCOL_VERSION = 1
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024
@@ -324,13 +324,13 @@ export const encodeClose = (stream: number): Uint8Array => {
 }
 
 /**
- * Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. The worker's
- * segments it read arrays out of (ext 6) are added to `segmentsRead`.
+ * Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. Arrays in the
+ * worker's segments (ext 6) are added to `reads`: the message is whole once they are read.
  */
-export const decodeMessage = (body: Uint8Array, shared?: SharedMemory, segmentsRead?: Array<number>): WorkerMessage => {
+export const decodeMessage = (body: Uint8Array, shared?: SharedMemory, reads?: Array<SegmentRead>): WorkerMessage => {
   const d = new Decoder(body, shared)
   const m = d.value() as Record<string, unknown> | null
-  if (d.segmentsRead.length > 0) segmentsRead?.push(...d.segmentsRead)
+  if (d.reads.length > 0) reads?.push(...d.reads)
   if (d.pos !== body.length) throw new DecodeFailure("trailing bytes after the message")
   if (typeof m !== "object" || m === null || m instanceof Map || Array.isArray(m)) {
     throw new DecodeFailure("a message must be a map")

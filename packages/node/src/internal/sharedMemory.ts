@@ -11,6 +11,22 @@ import * as path from "node:path"
 const KEEP_FREE = 4
 const KEEP_FREE_BYTES = 256 * 1024 * 1024
 
+/** A segment is read in up to 4 parts of at least 4 MiB each. */
+const READ_PARTS = 4
+const READ_PART_MIN = 4 * 1024 * 1024
+
+const readAt = (fd: number, into: Uint8Array, at: number, end: number): Promise<number> =>
+  new Promise((resolve, reject) => fs.read(fd, into, at, end - at, at, (e, n) => (e ? reject(e) : resolve(n))))
+
+/** Reads `into[start..end)` from the same offsets of `fd`. */
+const readRange = async (fd: number, into: Uint8Array, start: number, end: number): Promise<void> => {
+  for (let at = start; at < end; ) {
+    const got = await readAt(fd, into, at, end)
+    if (got === 0) throw new Error(`the segment ends at ${at} of ${into.length} bytes`)
+    at += got
+  }
+}
+
 interface Owned {
   readonly fd: number
   /** Bytes the segment holds (its file's length). */
@@ -97,16 +113,16 @@ export class Segments implements SharedMemory {
     }
   }
 
-  read(pid: number, fd: number, length: number): Uint8Array {
+  async read(pid: number, fd: number, into: Uint8Array): Promise<void> {
     const f = fs.openSync(`/proc/${pid}/fd/${fd}`, "r")
     try {
-      const out = new Uint8Array(length)
-      for (let at = 0; at < length; ) {
-        const got = fs.readSync(f, out, at, length - at, at)
-        if (got === 0) throw new Error(`the segment ends at ${at} of ${length} bytes`)
-        at += got
-      }
-      return out
+      // In parallel on the thread pool: the copy into new memory is bound by first-touch page
+      // faults, which several threads take at once (64 MiB: 28 ms in one read, 16 ms in four).
+      const parts = Math.max(1, Math.min(READ_PARTS, Math.floor(into.length / READ_PART_MIN)))
+      const step = Math.ceil(into.length / parts)
+      await Promise.all(
+        Array.from({ length: parts }, (_, i) => readRange(f, into, i * step, Math.min(into.length, (i + 1) * step)))
+      )
     } finally {
       fs.closeSync(f)
     }
