@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import os
 import select
+import struct
 import time
 
+import pytest
 from conftest import WorkerProcess
+
+from snakebridge_worker import codec
 
 
 def test_handshake(worker: WorkerProcess):
@@ -182,3 +186,19 @@ def test_emit_and_logging_frames_come_before_the_reply(worker: WorkerProcess):
     assert worker.recv() == {"t": "emit", "id": 1, "value": {"p": 1}}
     assert worker.recv() == {"t": "log", "level": 30, "name": "x", "message": "careful now"}
     assert worker.recv() == {"t": "ok", "id": 1, "value": "done"}
+
+
+@pytest.mark.parametrize("spin", ["0", "50", "5000"])
+def test_requests_are_served_whether_they_come_at_once_or_after_the_worker_went_to_sleep(worker_factory, spin):
+    # After a reply the worker tries for the next request for SNAKEBRIDGE_WORKER_SPIN_US, then
+    # sleeps until one comes: both paths, and a frame split across the two, must read alike.
+    w = worker_factory({"SNAKEBRIDGE_WORKER_SPIN_US": spin})
+    assert w.run(1, "return 1")["value"] == 1
+    time.sleep(0.02)  # past the spin: the worker is asleep
+    assert w.run(2, "return 2")["value"] == 2
+    body = codec.encode({"t": "run", "id": 3, "hash": "h3", "code": "return 3", "args": [], "mode": "value"})
+    frame = struct.pack(">I", len(body)) + body
+    os.write(w.w3, frame[:5])
+    time.sleep(0.01)
+    os.write(w.w3, frame[5:])
+    assert w.recv()["value"] == 3
