@@ -11,7 +11,7 @@
  * A peer that cannot be installed, loaded or run is reported with the reason, never dropped.
  */
 import { execFileSync, spawnSync } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -95,9 +95,15 @@ export const install = (): Array<PeerFailure> => {
     const reason = npm(["ci", "--ignore-scripts"])
     if (reason !== undefined) return PEERS.map(({ name }) => ({ peer: name, what: "install", reason }))
   }
-  if (!existsSync(`${HERE}node_modules/node-calls-python/build/Release/nodecallspython.node`)) {
+  // Rebuilt unless it was built by this installer for this very Node: a build made any other way
+  // (other headers) loaded, then crashed its process with SIGSEGV as it started.
+  const built = `${HERE}node_modules/node-calls-python/build/Release/nodecallspython.node`
+  const stamp = `${HERE}node_modules/node-calls-python/build/snakebridge-built-for`
+  const buildFor = `${process.version} ${process.execPath}`
+  if (!existsSync(built) || !existsSync(stamp) || readFileSync(stamp, "utf8") !== buildFor) {
     const reason = npm(["rebuild", "node-calls-python"])
     if (reason !== undefined) failures.push({ peer: "node-calls-python", what: "native build", reason })
+    else writeFileSync(stamp, buildFor)
   }
   return failures
 }
