@@ -266,26 +266,21 @@ export const encodeCall = (req: CallRequest): Frame => {
   return finishParts(e, parts)
 }
 
-export const encodeRelease = (ids: ReadonlyArray<number>): Uint8Array => {
+/** `{t, [key]: numbers}`: a message with no reply that names a list of ids. */
+const encodeIds = (t: string, key: string, ids: ReadonlyArray<number>): Uint8Array => {
   const e = startFrame(16 + ids.length * 5)
   e.mapHeader(2)
   e.str("t")
-  e.str("release")
-  e.str("ids")
+  e.str(t)
+  e.str(key)
   e.value(ids)
   return finishFrame(e)
 }
 
+export const encodeRelease = (ids: ReadonlyArray<number>): Uint8Array => encodeIds("release", "ids", ids)
+
 /** The worker's segments named by `fds` have been read: it may write them again. */
-export const encodeFree = (fds: ReadonlyArray<number>): Uint8Array => {
-  const e = startFrame(16 + fds.length * 5)
-  e.mapHeader(2)
-  e.str("t")
-  e.str("free")
-  e.str("fds")
-  e.value(fds)
-  return finishFrame(e)
-}
+export const encodeFree = (fds: ReadonlyArray<number>): Uint8Array => encodeIds("free", "fds", fds)
 
 export const encodeCancel = (id: number): Uint8Array => {
   const e = startFrame(24)
