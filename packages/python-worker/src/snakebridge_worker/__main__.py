@@ -137,13 +137,13 @@ class Worker:
                 messages = []
                 for body in bodies:
                     refs: list[HandleRef] = []
-                    lent = shm.Lent()
-                    msg = codec.decode(body, codec.Handles(lambda hid: _ref(refs, hid), lent))
+                    handles = codec.Handles(lambda hid: _ref(refs, hid))
+                    msg = codec.decode(body, handles)
                     if isinstance(msg, dict):
                         if refs:
                             msg["refs"] = True
-                        if lent.mapped:
-                            msg["lent"] = lent
+                        if handles.lent is not None:
+                            msg["lent"] = handles.lent
                     messages.append(msg)
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the request channel: {e}\n")

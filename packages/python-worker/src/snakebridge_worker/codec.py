@@ -62,7 +62,8 @@ class DecodeError(Exception):
 
 
 class Handles:
-    """Resolves handle references while decoding, and maps the shared memory a request names."""
+    """Resolves handle references while decoding a request, and maps the shared memory it names
+    (into `lent`, made when the first segment is met)."""
 
     def __init__(self, resolve: Callable[[int], Any], lent: shm.Lent | None = None) -> None:
         self.resolve = resolve
@@ -545,8 +546,10 @@ def _shared_ndarray(payload: Any, handles: Handles | None) -> Any:
     pid, fd, length = _SEGMENT.unpack_from(view, at)
     if length != nbytes:
         raise DecodeError(f"an array of shape {shape} does not match its {length} bytes")
-    if handles is None or handles.lent is None:
+    if handles is None:
         raise DecodeError("shared memory where none is allowed")
+    if handles.lent is None:
+        handles.lent = shm.Lent()
     try:
         data = handles.lent.map(pid, fd, nbytes)
     except shm.SegmentError as e:
