@@ -81,6 +81,7 @@ def read_until(fd: int, target: memoryview | None, until: float) -> bytes | int 
         except BlockingIOError:
             if time.perf_counter() >= until:
                 return None
+            os.sched_yield()
 
 
 def spin_seconds() -> float:
