@@ -85,9 +85,8 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
         },
         shutdownGrace: Duration.decode(options.shutdownGrace ?? "2 seconds")
       }
-      return sharedMemory === undefined
-        ? { spawn: (workerId) => spawner.spawn(workerId, spawnOptions) }
-        : { spawn: (workerId) => spawner.spawn(workerId, spawnOptions), sharedMemory }
+      const spawn = (workerId: number) => spawner.spawn(workerId, spawnOptions)
+      return sharedMemory === undefined ? { spawn } : { spawn, sharedMemory }
     })
   ).pipe(Layer.provide(NodeContext.layer))
 

@@ -38,8 +38,8 @@ interface Owned {
 /**
  * Segments in `dir` (a tmpfs: `/dev/shm`), each a file unlinked as soon as it is open, so that
  * nothing outlives this process and the workers that map it: a worker opens one as
- * `/proc/<pid>/fd/<fd>`. Node has no `mmap`, so a segment is written with one `pwrite` and
- * read with one `pread`; the worker maps it and numpy wraps the mapping.
+ * `/proc/<pid>/fd/<fd>`. Node has no `mmap`, so a segment is written with one `pwrite` and a
+ * worker's segment is read with parallel `pread`s; the worker maps it and numpy wraps the mapping.
  */
 export class Segments implements SharedMemory {
   private readonly free: Array<Owned> = []
