@@ -89,6 +89,30 @@ const NDARRAY_TYPE = new Map(NDARRAY_TYPES.map(([ctor, code]) => [code, ctor]))
 /** Typed arrays travel in the host's byte order, which the format fixes as little-endian. */
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
+const SLAB_BYTES = 64 * 1024
+let slab = new ArrayBuffer(SLAB_BYTES)
+let slabUsed = 0
+
+/**
+ * A buffer for encoding. Small ones are carved out of a shared slab, as Node's `Buffer` pool
+ * does: a typed array of its own sits on V8's heap until a view of it is taken, and the frame
+ * taken from every encoder would then cost more than the encoding.
+ */
+const allocate = (n: number): Uint8Array => {
+  if (n > SLAB_BYTES / 8) return new Uint8Array(n)
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES)
+    slabUsed = 0
+  }
+  const out = new Uint8Array(slab, slabUsed, n)
+  slabUsed = (slabUsed + n + 7) & ~7
+  return out
+}
+
+/** Where floats are turned into bytes and back, one at a time. */
+const scratchFloat = new Float64Array(1)
+const scratchBytes = new Uint8Array(scratchFloat.buffer)
+
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: false })
 const INT64_MIN = -(2n ** 63n)
@@ -107,8 +131,9 @@ export interface Encoded {
 /** A growable buffer that writes MessagePack. */
 export class Encoder {
   buf: Uint8Array
-  view: DataView
   pos = 0
+  /** Made on first use: a DataView over a small on-heap buffer costs more than a trivial encoding. */
+  private dataView: DataView | undefined
   /** Finished parts before `buf[start..pos]`: earlier buffer slices and big payloads, not copied. */
   private readonly parts: Array<Uint8Array> = []
   private partsLength = 0
@@ -125,8 +150,25 @@ export class Encoder {
     readonly handles?: HandleSink,
     readonly shared?: SharedMemory
   ) {
-    this.buf = new Uint8Array(initial)
-    this.view = new DataView(this.buf.buffer)
+    this.buf = allocate(initial)
+  }
+
+  private get view(): DataView {
+    return (this.dataView ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength))
+  }
+
+  /** Writes a big-endian uint16 at `at`. */
+  put16(at: number, v: number): void {
+    this.buf[at] = v >>> 8
+    this.buf[at + 1] = v
+  }
+
+  /** Writes a big-endian uint32 at `at`. */
+  put32(at: number, v: number): void {
+    this.buf[at] = v >>> 24
+    this.buf[at + 1] = v >>> 16
+    this.buf[at + 2] = v >>> 8
+    this.buf[at + 3] = v
   }
 
   /** The bytes written so far, joined into one buffer (a view when nothing big was written). */
@@ -186,10 +228,10 @@ export class Encoder {
     if (need <= this.buf.length) return
     let size = this.buf.length * 2
     while (size < need) size *= 2
-    const next = new Uint8Array(size)
+    const next = allocate(size)
     next.set(this.buf.subarray(0, this.pos))
     this.buf = next
-    this.view = new DataView(next.buffer)
+    this.dataView = undefined
   }
 
   u8(b: number): void {
@@ -206,14 +248,14 @@ export class Encoder {
   u8u16(a: number, b: number): void {
     this.reserve(3)
     this.buf[this.pos++] = a
-    this.view.setUint16(this.pos, b)
+    this.put16(this.pos, b)
     this.pos += 2
   }
 
   u8u32(a: number, b: number): void {
     this.reserve(5)
     this.buf[this.pos++] = a
-    this.view.setUint32(this.pos, b)
+    this.put32(this.pos, b)
     this.pos += 4
   }
 
@@ -268,8 +310,8 @@ export class Encoder {
   float(n: number): void {
     this.reserve(9)
     this.buf[this.pos++] = 0xcb
-    this.view.setFloat64(this.pos, n)
-    this.pos += 8
+    scratchFloat[0] = n
+    for (let i = 7; i >= 0; i--) this.buf[this.pos++] = scratchBytes[littleEndian ? i : 7 - i]!
   }
 
   number(n: number): void {
@@ -320,10 +362,10 @@ export class Encoder {
       this.buf[headerAt + 1] = written
     } else if (headerLen === 3) {
       this.buf[headerAt] = 0xda
-      this.view.setUint16(headerAt + 1, written)
+      this.put16(headerAt + 1, written)
     } else {
       this.buf[headerAt] = 0xdb
-      this.view.setUint32(headerAt + 1, written)
+      this.put32(headerAt + 1, written)
     }
     this.pos = headerAt + headerLen + written
   }
@@ -366,7 +408,7 @@ export class Encoder {
     this.buf[this.pos++] = shape.length
     this.buf[this.pos++] = pad
     for (const d of shape) {
-      this.view.setUint32(this.pos, d)
+      this.put32(this.pos, d)
       this.pos += 4
     }
     this.buf.fill(0, this.pos, this.pos + pad)
@@ -384,11 +426,11 @@ export class Encoder {
     this.buf[this.pos++] = shape.length
     this.buf[this.pos++] = 0
     for (const d of shape) {
-      this.view.setUint32(this.pos, d)
+      this.put32(this.pos, d)
       this.pos += 4
     }
-    this.view.setUint32(this.pos, segment.pid)
-    this.view.setUint32(this.pos + 4, segment.fd)
+    this.put32(this.pos, segment.pid)
+    this.put32(this.pos + 4, segment.fd)
     this.view.setBigUint64(this.pos + 8, BigInt(n))
     this.pos += 16
   }
@@ -408,7 +450,7 @@ export class Encoder {
   private extHeader32(type: number, n: number): void {
     this.reserve(6)
     this.buf[this.pos] = 0xc9
-    this.view.setUint32(this.pos + 1, n)
+    this.put32(this.pos + 1, n)
     this.buf[this.pos + 5] = type & 0xff
     this.pos += 6
   }
@@ -457,7 +499,7 @@ export class Encoder {
     } finally {
       this.inline--
     }
-    this.view.setUint32(at + 1, this.pos - at - 6)
+    this.put32(at + 1, this.pos - at - 6)
   }
 
   date(d: Date): void {
@@ -569,13 +611,22 @@ export class Decoder {
    * reads are done, and the worker may write the segments again once told they were.
    */
   readonly reads: Array<SegmentRead> = []
-  private readonly view: DataView
+  /** Made on first use, as the encoder's. */
+  private dataView: DataView | undefined
 
   constructor(
     readonly buf: Uint8Array,
     readonly shared?: SharedMemory
-  ) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  ) {}
+
+  private get view(): DataView {
+    return (this.dataView ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength))
+  }
+
+  /** The big-endian uint32 at `at`. */
+  private get32(at: number): number {
+    const b = this.buf
+    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0
   }
 
   private need(n: number): void {
@@ -589,14 +640,14 @@ export class Decoder {
 
   private u16(): number {
     this.need(2)
-    const v = this.view.getUint16(this.pos)
+    const v = (this.buf[this.pos]! << 8) | this.buf[this.pos + 1]!
     this.pos += 2
     return v
   }
 
   private u32(): number {
     this.need(4)
-    const v = this.view.getUint32(this.pos)
+    const v = this.get32(this.pos)
     this.pos += 4
     return v
   }
@@ -639,9 +690,8 @@ export class Decoder {
       }
       case 0xcb: {
         this.need(8)
-        const v = this.view.getFloat64(this.pos)
-        this.pos += 8
-        return v
+        for (let i = 0; i < 8; i++) scratchBytes[littleEndian ? 7 - i : i] = this.buf[this.pos++]!
+        return scratchFloat[0]!
       }
       case 0xcc:
         return this.u8()
@@ -757,7 +807,7 @@ export class Decoder {
     let count = 1
     let at = start + 3
     for (let i = 0; i < ndim; i++) {
-      const d = this.view.getUint32(at)
+      const d = this.get32(at)
       shape.push(d)
       count *= d
       at += 4
@@ -785,8 +835,8 @@ export class Decoder {
   private sharedNdarray(start: number, end: number): NdArray.TypedArray | NdArray.NdArray {
     const { Ctor, at, count, shape, size } = this.ndarrayHead(start, end)
     if (end - at !== 16) throw new DecodeFailure("invalid shared typed array payload")
-    const pid = this.view.getUint32(at)
-    const fd = this.view.getUint32(at + 4)
+    const pid = this.get32(at)
+    const fd = this.get32(at + 4)
     const length = Number(this.view.getBigUint64(at + 8))
     if (length !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${length} bytes`)
     if (this.shared === undefined) throw new DecodeFailure("shared memory where none was offered")

@@ -164,7 +164,7 @@ const startFrame = (size: number): Encoder => {
 }
 
 const finishFrame = (e: Encoder): Uint8Array => {
-  e.view.setUint32(0, e.pos - 4)
+  e.put32(0, e.pos - 4)
   return e.bytes()
 }
 
@@ -222,7 +222,11 @@ const finishParts = (e: Encoder, parts: Array<Uint8Array>): Frame => {
   if (e.pos > e.start()) parts.push(e.buf.subarray(e.start(), e.pos))
   let length = -4
   for (const part of parts) length += part.length
-  new DataView(parts[0]!.buffer, parts[0]!.byteOffset, 4).setUint32(0, length)
+  const head = parts[0]!
+  head[0] = length >>> 24
+  head[1] = length >>> 16
+  head[2] = length >>> 8
+  head[3] = length
   return parts
 }
 
