@@ -227,6 +227,16 @@ return ${i}
 `
       for (let i = 0; i < 3; i++) expect(yield* counter(i)).toBe(i)
     }))
+
+  it.effect("sends the code again when the worker's compile cache has dropped it", () =>
+    Effect.gen(function* () {
+      // More distinct drops than the worker caches (1,024): the first is evicted there while
+      // Node still thinks it is compiled, so the worker asks for it and gets it.
+      const distinct = (i: number) => py(Object.assign([`return ${i} + `, ""], { raw: [`return ${i} + `, ""] }), 1000)
+      for (let i = 0; i < 1030; i++) expect(yield* distinct(i)).toBe(i + 1000)
+      expect(yield* distinct(0)).toBe(1000)
+      expect(yield* distinct(1)).toBe(1001)
+    }))
 })
 
 describe("failures that carry their tag", () => {

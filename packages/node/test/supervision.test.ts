@@ -70,6 +70,25 @@ describe("supervision", () => {
       expect(Date.now() - start).toBeGreaterThanOrEqual(790)
     }).pipe(Effect.provide(NodePython.layer({ workers: 1 }))))
 
+  it.live("drops interrupted at any moment, even as their reply arrives, give their worker's room back once", () =>
+    Effect.gen(function* () {
+      // Timeouts around the drop's own duration: some are interrupted in Python, some as the
+      // reply comes in, some not at all.
+      for (let i = 0; i < 200; i++) {
+        yield* py`import time; time.sleep(0.002)`.pipe(Effect.timeout(`${1 + (i % 4)} millis`), Effect.ignore)
+      }
+      yield* py`raise ValueError("boom")`.pipe(Effect.ignore)
+      // Room given back twice would let two of these run at once on the one worker.
+      const start = Date.now()
+      const out = yield* Effect.forEach([1, 2, 3, 4], (i) => py`import time; time.sleep(0.2); return ${i}`, {
+        concurrency: "unbounded"
+      })
+      expect(out).toEqual([1, 2, 3, 4])
+      expect(Date.now() - start).toBeGreaterThanOrEqual(790)
+      // Room never given back would leave these waiting forever.
+      expect(yield* py`return "ready"`.pipe(Effect.timeout("5 seconds"))).toBe("ready")
+    }).pipe(Effect.provide(NodePython.layer({ workers: 1 }))))
+
   it.live("closing the layer's scope stops every worker", () =>
     Effect.gen(function* () {
       const pids = yield* Effect.scoped(

@@ -70,6 +70,13 @@ export interface Connection {
     onLateOk?: (reply: Reply) => void,
     onEmit?: (value: unknown) => void
   ) => Effect.Effect<Delivered, ChannelError>
+  /**
+   * `request` in two halves, for a caller that waits by callback (set the waiter's listener):
+   * `submit` sends the frame of a live connection; `abandon` is what the caller runs if it
+   * stops waiting before the outcome (it cancels the request as an interrupted `request` does).
+   */
+  readonly submit: (id: number, frame: Frame) => Waiter
+  readonly abandon: (id: number, waiter: Waiter, onLateOk?: (reply: Reply) => void) => Effect.Effect<void>
   /** Sends a frame that has no reply. */
   readonly send: (frame: Frame) => void
   readonly release: (handleId: number) => void
@@ -80,27 +87,29 @@ const STALE_SET_LIMIT = 4096
 
 /**
  * The outcome of one request: completed once, by its reply or by the channel's death, and
- * awaited by the request's fiber (then, after an interruption, by the cancel that waits for
- * the worker to stop). Lighter than a Deferred, which costs microseconds to make.
+ * given to one listener at a time: the request's fiber (then, after an interruption, the
+ * cancel that waits for the worker to stop). Lighter than a Deferred, which costs
+ * microseconds to make.
  */
-class Waiter {
-  private outcome: Exit.Exit<Delivered, ChannelError> | undefined
-  private resume: ((outcome: Exit.Exit<Delivered, ChannelError>) => void) | undefined
+export class Waiter {
+  outcome: Exit.Exit<Delivered, ChannelError> | undefined
+  /** Called once with the outcome, unless replaced or cleared before it comes. */
+  listener: ((outcome: Exit.Exit<Delivered, ChannelError>) => void) | undefined
 
   done(outcome: Exit.Exit<Delivered, ChannelError>): void {
     if (this.outcome !== undefined) return
     this.outcome = outcome
-    const resume = this.resume
-    this.resume = undefined
-    resume?.(outcome)
+    const listener = this.listener
+    this.listener = undefined
+    listener?.(outcome)
   }
 
-  /** Waits for the outcome; one waiter at a time. */
+  /** Waits for the outcome as the listener. */
   readonly wait: Effect.Effect<Delivered, ChannelError> = Effect.async((resume) => {
     if (this.outcome !== undefined) return resume(this.outcome)
-    this.resume = resume
+    this.listener = resume
     return Effect.sync(() => {
-      this.resume = undefined
+      this.listener = undefined
     })
   })
 }
@@ -315,7 +324,7 @@ export const make = (
 
     const cancel = (id: number, waiter: Waiter, onLateOk?: (reply: Reply) => void) =>
       Effect.suspend(() => {
-        if (!alive) return Effect.void
+        if (!alive || waiter.outcome !== undefined) return Effect.void
         proc.control(encodeCancel(id))
         // This runs as an interruption finalizer (uninterruptible): the wait must be made
         // interruptible again, or the timeout could never cut it short.
@@ -333,6 +342,25 @@ export const make = (
         )
       })
 
+    const submit = (id: number, frame: Frame, onEmit?: (value: unknown) => void): Waiter => {
+      const waiter = new Waiter()
+      track(id, waiter)
+      lastActive = Date.now()
+      if (onEmit !== undefined) emitters.set(id, onEmit)
+      flushReleases()
+      proc.write(frame)
+      return waiter
+    }
+
+    const forget = (id: number) =>
+      Effect.sync(() => {
+        untrack(id)
+        emitters.delete(id)
+      })
+
+    const abandon = (id: number, waiter: Waiter, onLateOk?: (reply: Reply) => void) =>
+      Effect.ensuring(cancel(id, waiter, onLateOk), forget(id))
+
     const connection: Connection = {
       workerId,
       hello,
@@ -349,20 +377,13 @@ export const make = (
       request: (id, frame, onLateOk, onEmit) =>
         Effect.suspend(() => {
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
-          const waiter = new Waiter()
-          track(id, waiter)
-          lastActive = Date.now()
-          if (onEmit !== undefined) emitters.set(id, onEmit)
-          flushReleases()
-          proc.write(frame)
-          return Effect.onExit(waiter.wait, (exit) => {
-            const done = Effect.sync(() => {
-              untrack(id)
-              emitters.delete(id)
-            })
-            return Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? Effect.ensuring(cancel(id, waiter, onLateOk), done) : done
-          })
+          const waiter = submit(id, frame, onEmit)
+          return Effect.onExit(waiter.wait, (exit) =>
+            Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? abandon(id, waiter, onLateOk) : forget(id)
+          )
         }),
+      submit,
+      abandon,
       send: (frame) => {
         if (!alive) return
         flushReleases()

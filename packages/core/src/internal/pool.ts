@@ -47,6 +47,12 @@ export interface Pool {
   readonly withWorker: <A, E, R>(
     f: (conn: Connection.Connection) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | PoolFailure, R>
+  /**
+   * `withWorker` in two halves, for a caller that waits by callback: a worker with room now
+   * (undefined if none, or the pool is closing), to be given back once its request is done.
+   */
+  readonly takeNow: () => Connection.Connection | undefined
+  readonly giveBack: (conn: Connection.Connection) => void
   readonly connections: () => ReadonlyArray<Connection.Connection>
   /** Shared memory for big typed arrays, once a worker has said it can map this process's segments. */
   readonly sharedMemory: () => SharedMemory | undefined
@@ -86,11 +92,18 @@ class Capacity {
     return this.waiters.length
   }
 
-  readonly take: Effect.Effect<Connection.Connection, PoolFailure> = Effect.suspend(() => {
-    // A failed (or closing) pool gives no worker, even one that is free.
-    if (this.failure !== undefined) return Effect.fail(this.failure)
+  /** A worker with room now; none once the pool has failed (or is closing), even if one is free. */
+  takeNow(): Connection.Connection | undefined {
+    if (this.failure !== undefined) return undefined
     let conn: Connection.Connection | undefined
-    while ((conn = this.free.pop()) !== undefined) if (usable(conn)) return Effect.succeed(conn)
+    while ((conn = this.free.pop()) !== undefined) if (usable(conn)) return conn
+    return undefined
+  }
+
+  readonly take: Effect.Effect<Connection.Connection, PoolFailure> = Effect.suspend(() => {
+    if (this.failure !== undefined) return Effect.fail(this.failure)
+    const conn = this.takeNow()
+    if (conn !== undefined) return Effect.succeed(conn)
     const waiter = Deferred.unsafeMake<Connection.Connection, PoolFailure>(FiberId.none)
     this.waiters.push(waiter)
     Metrics.queueDepth.unsafeModify(1, [])
@@ -271,22 +284,22 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
       )
     )
 
+    const giveBack = (conn: Connection.Connection) => {
+      if (recycle.maxDrops !== undefined && conn.served() >= recycle.maxDrops) {
+        retire(conn, `served ${recycle.maxDrops} drops`)
+      }
+      capacity.put(conn)
+    }
+
     return {
       withWorker: (f) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(restore(capacity.take), (conn) =>
-            restore(f(conn)).pipe(
-              Effect.ensuring(
-                Effect.sync(() => {
-                  if (recycle.maxDrops !== undefined && conn.served() >= recycle.maxDrops) {
-                    retire(conn, `served ${recycle.maxDrops} drops`)
-                  }
-                  capacity.put(conn)
-                })
-              )
-            )
+            restore(f(conn)).pipe(Effect.ensuring(Effect.sync(() => giveBack(conn))))
           )
         ),
+      takeNow: () => capacity.takeNow(),
+      giveBack,
       connections: () => current.filter((c): c is Connection.Connection => c !== undefined && c.isAlive()),
       sharedMemory: () => sharedMemory
     } satisfies Pool

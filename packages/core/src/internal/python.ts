@@ -18,7 +18,7 @@ import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
 import type { Pool } from "./pool.js"
 import { encodeCall, encodeClose, encodePull, encodeRun, type Frame, type Mode, type Reply } from "./protocol.js"
 import type { Python, WorkerInfo } from "./service.js"
-import type { SharedMemory } from "../Worker.js"
+import type { Segment, SharedMemory } from "../Worker.js"
 
 let nextRequestId = 1
 
@@ -26,41 +26,64 @@ interface Prepared {
   readonly args: Encoded
   readonly kwargs: Encoded | undefined
   readonly affinity: Connection.Connection | undefined
+  /** Shared memory lent to the request for its big typed arrays. */
+  readonly segments: ReadonlyArray<Segment>
 }
 
 /**
  * Encodes a drop's values once, before a worker is chosen: errors name their path, handles pick
- * the worker. Big typed arrays are copied into shared memory segments lent to the drop until
- * `use` ends: reused afterwards if a worker answered, closed if not (it may still map them).
+ * the worker. Big typed arrays are copied into shared memory segments (given back by `lent`).
+ * Throws what `encodingError` turns into a failure.
  */
+const encode = (drop: Drop, shared: SharedMemory | undefined): Prepared => {
+  const handles = new HandleCollector()
+  const e = new Encoder(64, handles, shared)
+  const k = drop.kwargs === undefined ? undefined : new Encoder(32, handles, shared)
+  try {
+    e.value(drop.args)
+    k?.value(drop.kwargs)
+  } catch (error) {
+    const segments = k === undefined ? e.segments : [...e.segments, ...k.segments]
+    if (segments.length > 0) shared!.giveBack(segments, true)
+    throw error
+  }
+  return {
+    args: e.encoded(),
+    kwargs: k?.encoded(),
+    affinity: handles.connection,
+    segments: k === undefined || k.segments.length === 0 ? e.segments : [...e.segments, ...k.segments]
+  }
+}
+
+const encodingError = (e: unknown): Effect.Effect<never, DropError> => {
+  // The args array is the root: its index is the slot number.
+  if (e instanceof EncodeFailure) return Effect.fail(new EncodeError({ side: "node", path: e.path, detail: e.detail }))
+  if (e instanceof HandleFailure) return Effect.fail(e.error)
+  return Effect.die(e)
+}
+
+/**
+ * Runs `effect` with the drop's shared memory lent to it, given back afterwards: reused if a
+ * worker answered, closed if not (it may still map them).
+ */
+const lent = <A>(p: Prepared, shared: SharedMemory | undefined, effect: Effect.Effect<A, DropError>): Effect.Effect<A, DropError> =>
+  p.segments.length === 0
+    ? effect
+    : Effect.onExit(effect, (exit) => Effect.sync(() => shared!.giveBack(p.segments, answered(exit))))
+
 const prepared = <A>(
   drop: Drop,
   shared: SharedMemory | undefined,
   use: (prepared: Prepared) => Effect.Effect<A, DropError>
 ): Effect.Effect<A, DropError> =>
   Effect.suspend((): Effect.Effect<A, DropError> => {
-    const handles = new HandleCollector()
-    const e = new Encoder(64, handles, shared)
-    const k = drop.kwargs === undefined ? undefined : new Encoder(32, handles, shared)
-    const giveBack = (reuse: boolean) => {
-      if (e.segments.length > 0) shared!.giveBack(e.segments, reuse)
-      if (k !== undefined && k.segments.length > 0) shared!.giveBack(k.segments, reuse)
-    }
+    let p: Prepared
     try {
-      e.value(drop.args)
-      k?.value(drop.kwargs)
-      const p: Prepared = { args: e.encoded(), kwargs: k?.encoded(), affinity: handles.connection }
-      if (e.segments.length === 0 && (k === undefined || k.segments.length === 0)) return use(p)
-      return Effect.onExit(use(p), (exit) => Effect.sync(() => giveBack(answered(exit))))
+      p = encode(drop, shared)
     } catch (e) {
-      giveBack(true)
-      if (e instanceof EncodeFailure) {
-        // The args array is the root: its index is the slot number.
-        return Effect.fail(new EncodeError({ side: "node", path: e.path, detail: e.detail }))
-      }
-      if (e instanceof HandleFailure) return Effect.fail(e.error)
-      return Effect.die(e)
+      return encodingError(e)
     }
+    return lent(p, shared, use(p))
   })
 
 /** Whether a worker answered the request (success, or an error it replied with). */
@@ -120,36 +143,94 @@ const send = (
   prepared: Prepared,
   mode: Mode,
   queueWaitMs: number | undefined,
-  onLateOk?: (reply: Reply) => void
-): Effect.Effect<unknown, DropError> => {
-  const attempt = (withCode: boolean): Effect.Effect<unknown, DropError> => {
+  onLateOk?: (reply: Reply) => void,
+  withCode = false
+): Effect.Effect<unknown, DropError> =>
+  Effect.suspend(() => {
     const id = nextRequestId++
     const frame = frameFor(drop, conn, id, prepared, mode, withCode)
-    return withProgress(drop, (onEmit) => conn.request(id, frame, onLateOk, onEmit)).pipe(
-      Effect.flatMap(({ bytes, reply }) => {
-        const annotate =
-          queueWaitMs === undefined
-            ? Effect.void
-            : Effect.annotateCurrentSpan({
-                "snakebridge.worker_id": conn.workerId,
-                "snakebridge.queue_wait_ms": queueWaitMs,
-                "snakebridge.bytes_in": frameBytes(frame),
-                "snakebridge.bytes_out": bytes
-              })
-        if (reply.t === "ok") return Effect.as(annotate, reply.value)
-        const error = failure(drop, conn, reply)
-        if (error === "need_code") {
-          return withCode
-            ? Effect.fail(new ProtocolError({ workerId: conn.workerId, detail: "the worker asked for code it was sent" }))
-            : attempt(true)
-        }
-        if (error === "interrupted") return Effect.zipRight(annotate, Effect.interrupt)
-        return Effect.zipRight(annotate, Effect.fail(error))
-      })
+    return Effect.flatMap(
+      withProgress(drop, (onEmit) => conn.request(id, frame, onLateOk, onEmit)),
+      (delivered) =>
+        answer(drop, conn, delivered, frame, withCode, queueWaitMs, () =>
+          send(drop, conn, prepared, mode, queueWaitMs, onLateOk, true)
+        )
     )
+  })
+
+/** What a reply means for its drop: the value, the error, or `resend` with the code if the worker asks for it. */
+const answer = (
+  drop: Drop,
+  conn: Connection.Connection,
+  { bytes, reply }: Connection.Delivered,
+  frame: Frame,
+  withCode: boolean,
+  queueWaitMs: number | undefined,
+  resend: () => Effect.Effect<unknown, DropError>
+): Effect.Effect<unknown, DropError> => {
+  const annotate =
+    queueWaitMs === undefined
+      ? Effect.void
+      : Effect.annotateCurrentSpan({
+          "snakebridge.worker_id": conn.workerId,
+          "snakebridge.queue_wait_ms": queueWaitMs,
+          "snakebridge.bytes_in": frameBytes(frame),
+          "snakebridge.bytes_out": bytes
+        })
+  if (reply.t === "ok") return Effect.as(annotate, reply.value)
+  const error = failure(drop, conn, reply)
+  if (error === "need_code") {
+    return withCode
+      ? Effect.fail(new ProtocolError({ workerId: conn.workerId, detail: "the worker asked for code it was sent" }))
+      : resend()
   }
-  return attempt(false)
+  if (error === "interrupted") return Effect.zipRight(annotate, Effect.interrupt)
+  return Effect.zipRight(annotate, Effect.fail(error))
 }
+
+/**
+ * A prepared drop on a worker with room now, in one asynchronous step: its reply is taken in
+ * the channel's callback, with no fiber work between the send and the reply (that work was
+ * half of a trivial drop's cost in Node). What is not a plain answer, or finds no worker
+ * free, continues on the general path, `otherwise`.
+ */
+const runNow = (
+  pool: Pool,
+  drop: Drop,
+  p: Prepared,
+  otherwise: () => Effect.Effect<unknown, DropError>
+): Effect.Effect<unknown, DropError> =>
+  Effect.async<unknown, DropError>((resume) => {
+    const conn = p.affinity ?? pool.takeNow()
+    if (conn === undefined || !conn.isAlive()) return resume(otherwise())
+    // Given back once, whichever of the reply and an interruption comes first.
+    let held = p.affinity === undefined
+    const giveBack = () => {
+      if (held) {
+        held = false
+        pool.giveBack(conn)
+      }
+    }
+    const id = nextRequestId++
+    const frame = frameFor(drop, conn, id, p, "value", false)
+    const waiter = conn.submit(id, frame)
+    waiter.listener = (outcome) => {
+      if (Exit.isFailure(outcome)) {
+        giveBack()
+        return resume(outcome)
+      }
+      if (outcome.value.reply.t === "ok") {
+        giveBack()
+        return resume(Effect.succeed(outcome.value.reply.value))
+      }
+      const resend = () => send(drop, conn, p, "value", undefined, undefined, true)
+      resume(Effect.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack)))
+    }
+    return Effect.suspend(() => {
+      waiter.listener = undefined
+      return Effect.ensuring(conn.abandon(id, waiter), Effect.sync(giveBack))
+    })
+  })
 
 /**
  * Runs a request with the drop's progress handler fed in order, every event handled
@@ -321,17 +402,29 @@ const retrying = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Eff
 
 export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => ({
   run: (drop) =>
-    instrument(drop, (traced) =>
-      retrying(
+    instrument(drop, (traced) => {
+      const shared = pool.sharedMemory()
+      const onAnyWorker = (p: Prepared) => onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
+      // Progress events and spans need the general path; the rest starts on the direct one.
+      const direct = !traced && drop.onProgress === undefined
+      return retrying(
         drop,
         deadline(
           options.dropTimeout,
-          prepared(drop, pool.sharedMemory(), (p) =>
-            onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
-          )
+          direct
+            ? Effect.suspend(() => {
+                let p: Prepared
+                try {
+                  p = encode(drop, shared)
+                } catch (e) {
+                  return encodingError(e)
+                }
+                return p.segments.length > 0 ? lent(p, shared, onAnyWorker(p)) : runNow(pool, drop, p, () => onAnyWorker(p))
+              })
+            : prepared(drop, shared, onAnyWorker)
         )
       )
-    ),
+    }),
   handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
     instrument(drop, (traced) => deadline(options.dropTimeout, Effect.flatMap(Effect.scope, (scope) =>
       prepared(drop, pool.sharedMemory(), (p) =>
