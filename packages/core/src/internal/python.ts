@@ -1,4 +1,4 @@
-import { Cause, Chunk, Duration, Effect, Exit, Fiber, MetricLabel, Option, Queue, Scope, Stream } from "effect"
+import { Cause, Chunk, Clock, Context, DefaultServices, Duration, Effect, Exit, Fiber, FiberId, MetricLabel, Option, Queue, Scope, Stream, Tracer } from "effect"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
 import * as Metrics from "../Metrics.js"
@@ -189,20 +189,35 @@ const answer = (
 }
 
 /**
- * A prepared drop on a worker with room now, in one asynchronous step: its reply is taken in
- * the channel's callback, with no fiber work between the send and the reply (that work was
- * half of a trivial drop's cost in Node). What is not a plain answer, or finds no worker
- * free, continues on the general path, `otherwise`.
+ * A trivial-path drop in one asynchronous step: encoded, sent to a worker with room now, its
+ * reply taken in the channel's callback and its metrics recorded there, with no fiber work
+ * between the send and the reply (that work was half of a trivial drop's cost in Node). What is
+ * not a plain answer, or finds no worker free or shared memory needed, continues on the
+ * general path, `otherwise`, metered the same.
  */
 const runNow = (
   pool: Pool,
   drop: Drop,
-  p: Prepared,
-  otherwise: () => Effect.Effect<unknown, DropError>
+  clock: Clock.Clock,
+  otherwise: (p: Prepared) => Effect.Effect<unknown, DropError>
 ): Effect.Effect<unknown, DropError> =>
   Effect.async<unknown, DropError>((resume) => {
+    const start = clock.unsafeCurrentTimeNanos()
+    Metrics.dropsStarted.unsafeUpdate(1, [])
+    const record = (exit: Exit.Exit<unknown, DropError>) =>
+      recordExit(exit, Number(clock.unsafeCurrentTimeNanos() - start) / 1e6)
+    const metered = (effect: Effect.Effect<unknown, DropError>) =>
+      Effect.onExit(effect, (exit) => Effect.sync(() => record(exit)))
+    const shared = pool.sharedMemory()
+    let p: Prepared
+    try {
+      p = encode(drop, shared)
+    } catch (e) {
+      return resume(metered(encodingError(e)))
+    }
+    if (p.segments.length > 0) return resume(metered(lent(p, shared, otherwise(p))))
     const conn = p.affinity ?? pool.takeNow()
-    if (conn === undefined || !conn.isAlive()) return resume(otherwise())
+    if (conn === undefined || !conn.isAlive()) return resume(metered(otherwise(p)))
     // Given back once, whichever of the reply and an interruption comes first.
     let held = p.affinity === undefined
     const giveBack = () => {
@@ -214,21 +229,26 @@ const runNow = (
     const id = nextRequestId++
     const frame = frameFor(drop, conn, id, p, "value", false)
     const waiter = conn.submit(id, frame)
+    const done = (exit: Exit.Exit<unknown, DropError>) => {
+      giveBack()
+      record(exit)
+      resume(exit)
+    }
     waiter.listener = (outcome) => {
-      if (Exit.isFailure(outcome)) {
-        giveBack()
-        return resume(outcome)
-      }
-      if (outcome.value.reply.t === "ok") {
-        giveBack()
-        return resume(Effect.succeed(outcome.value.reply.value))
-      }
+      if (Exit.isFailure(outcome)) return done(outcome)
+      if (outcome.value.reply.t === "ok") return done(Exit.succeed(outcome.value.reply.value))
       const resend = () => send(drop, conn, p, "value", undefined, undefined, true)
-      resume(Effect.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack)))
+      resume(metered(Effect.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack))))
     }
     return Effect.suspend(() => {
       waiter.listener = undefined
-      return Effect.ensuring(conn.abandon(id, waiter), Effect.sync(giveBack))
+      return Effect.ensuring(
+        conn.abandon(id, waiter),
+        Effect.sync(() => {
+          giveBack()
+          record(Exit.interrupt(FiberId.none))
+        })
+      )
     })
   })
 
@@ -402,26 +422,28 @@ const retrying = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Eff
 
 export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => ({
   run: (drop) =>
-    instrument(drop, (traced) => {
-      const shared = pool.sharedMemory()
-      const onAnyWorker = (p: Prepared) => onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
-      // Progress events and spans need the general path; the rest starts on the direct one.
-      const direct = !traced && drop.onProgress === undefined
-      return retrying(
-        drop,
-        deadline(
-          options.dropTimeout,
-          direct
-            ? Effect.suspend(() => {
-                let p: Prepared
-                try {
-                  p = encode(drop, shared)
-                } catch (e) {
-                  return encodingError(e)
-                }
-                return p.segments.length > 0 ? lent(p, shared, onAnyWorker(p)) : runNow(pool, drop, p, () => onAnyWorker(p))
-              })
-            : prepared(drop, shared, onAnyWorker)
+    Effect.withFiberRuntime((fiber) => {
+      const services = fiber.getFiberRef(DefaultServices.currentServices)
+      const pipeline = (p: Prepared) => onWorker(pool, p, false, (conn) => send(drop, conn, p, "value", undefined))
+      // A plain drop, the most common, takes the direct path; spans, progress events, retries and
+      // deadlines need fiber work around it.
+      if (
+        Context.get(services, Tracer.Tracer) === nativeTracer &&
+        drop.onProgress === undefined &&
+        drop.retry === undefined &&
+        options.dropTimeout === undefined
+      ) {
+        return runNow(pool, drop, Context.get(services, Clock.Clock), pipeline)
+      }
+      return instrument(drop, (traced) =>
+        retrying(
+          drop,
+          deadline(
+            options.dropTimeout,
+            prepared(drop, pool.sharedMemory(), (p) =>
+              onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
+            )
+          )
         )
       )
     }),
