@@ -48,12 +48,6 @@ class HandleRef:
         self.id = hid
 
 
-def _ref(refs: list[HandleRef], hid: int) -> HandleRef:
-    ref = HandleRef(hid)
-    refs.append(ref)
-    return ref
-
-
 def resolve_refs(value: Any, registry: Registry) -> Any:
     """Replaces every HandleRef in a decoded structure with its object."""
     if isinstance(value, HandleRef):
@@ -137,11 +131,10 @@ class Worker:
                 bodies = list(reader.feed(got) if isinstance(got, bytes) else reader.filled(got))
                 messages = []
                 for body in bodies:
-                    refs: list[HandleRef] = []
-                    handles = codec.Handles(lambda hid: _ref(refs, hid))
+                    handles = codec.Handles(HandleRef)
                     msg = codec.decode(body, handles)
                     if isinstance(msg, dict):
-                        if refs:
+                        if handles.met:
                             msg["refs"] = True
                         if handles.lent is not None:
                             msg["lent"] = handles.lent

@@ -65,9 +65,16 @@ class Handles:
     """Resolves handle references while decoding a request, and maps the shared memory it names
     (into `lent`, made when the first segment is met)."""
 
+    __slots__ = ("resolve", "lent", "met")
+
     def __init__(self, resolve: Callable[[int], Any], lent: shm.Lent | None = None) -> None:
         self.resolve = resolve
         self.lent = lent
+        self.met = False  # whether a handle reference was read
+
+    def handle(self, hid: int) -> Any:
+        self.met = True
+        return self.resolve(hid)
 
 
 # The worker's segments for big arrays in replies; None: every payload goes through the pipe.
@@ -356,32 +363,38 @@ def decode(data: bytes | bytearray | memoryview, handles: Handles | None = None)
 
 def _fast_decode(data: bytes, handles: Handles | None) -> Any:
     """msgpack's C decoder with our extension types; raises on anything it reads differently."""
+    return _msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3, ext_hook=_Extensions(handles))
 
-    def ext(code: int, payload: bytes) -> Any:
+
+class _Extensions:
+    """msgpack's ext_hook: our extension types, for one request's handles (an object, not a
+    closure made per call: requests are decoded by the thousand per second)."""
+
+    __slots__ = ("handles",)
+
+    def __init__(self, handles: Handles | None) -> None:
+        self.handles = handles
+
+    def __call__(self, code: int, payload: bytes) -> Any:
         if code == EXT_BIGINT:
             return int(payload.decode("ascii"))
         if code == EXT_SET:
-            elements = unpack(payload)
+            elements = _msgpack.unpackb(payload, raw=False, strict_map_key=False, timestamp=3, ext_hook=self)
             if not isinstance(elements, list):
                 raise DecodeError("invalid set payload")
             return {_hashable(e) if isinstance(e, list) else e for e in elements}
         if code == EXT_HANDLE:
-            hid = unpack(payload)
-            if not isinstance(hid, int) or isinstance(hid, bool) or handles is None:
+            hid = _msgpack.unpackb(payload)
+            if not isinstance(hid, int) or isinstance(hid, bool) or self.handles is None:
                 raise DecodeError("invalid handle payload")
-            return handles.resolve(hid)
+            return self.handles.handle(hid)
         if code == EXT_NDARRAY:
             return _ndarray(payload)
         if code == EXT_SHARED_NDARRAY:
-            return _shared_ndarray(payload, handles)
+            return _shared_ndarray(payload, self.handles)
         if code == EXT_ARROW:
             return arrays.table_from(memoryview(payload))
         raise DecodeError(f"unknown extension type {code}")
-
-    def unpack(b: bytes) -> Any:
-        return _msgpack.unpackb(b, raw=False, strict_map_key=False, timestamp=3, ext_hook=ext)
-
-    return unpack(data)
 
 
 def _decode(data: bytes | bytearray | memoryview, handles: Handles | None = None) -> Any:
@@ -507,7 +520,7 @@ class _Decoder:
                 raise DecodeError("invalid handle payload")
             if self.handles is None:
                 raise DecodeError("a handle reference where none is allowed")
-            return self.handles.resolve(hid)
+            return self.handles.handle(hid)
         raise DecodeError(f"unknown extension type {code}")
 
 

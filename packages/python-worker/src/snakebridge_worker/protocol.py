@@ -85,11 +85,13 @@ class FrameWriter:
         self._lock = threading.Lock()
 
     def write(self, *bodies: bytes) -> None:
-        data = memoryview(b"".join(frame(b) for b in bodies))
+        data = frame(bodies[0]) if len(bodies) == 1 else b"".join(frame(b) for b in bodies)
         with self._lock:
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
+            written = os.write(self._fd, data)
+            if written < len(data):
+                rest = memoryview(data)[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
 
     def write_parts(self, parts: list) -> None:
         """One frame whose body is `parts` in order, written without joining them (writev)."""
