@@ -3,8 +3,11 @@
  * same kind of channel), both measured in the same run on the same interpreter, with the
  * ratios between them.
  *
- *   pnpm exec tsx --conditions=source bench/run.ts [--quick] [--reps N]
+ *   pnpm bench [--quick] [--reps N]
  *
+ * It runs the packages as built (dist), as an application would: loaded from their TypeScript
+ * source through tsx, every closure a drop makes would pay for tsx's name keeping (≈ 5 µs of a
+ * trivial drop's p50).
  * Every figure is the median over the repetitions, with its spread (min–max). The
  * repetitions interleave the floor and snakebridge, so a drift in the machine's load
  * touches both. The table is printed and written to bench/results/latest.md.
