@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Drop, py } from "@snakebridge/core"
+import { Drop, Metrics, py } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Schema } from "effect"
+import { Effect, Metric, Schema } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -61,5 +61,23 @@ raise ConnectionError(builtins.tries)
       if (e._tag !== "DropTimeout") return
       expect(e.millis).toBe(300)
       expect(yield* pid).toBe(before)
+    }).pipe(Effect.provide(NodePython.layer({ dropTimeout: "300 millis" }))))
+
+  it.live("the dropTimeout holds for drops queued behind a busy worker, counts as DropTimeout, and leaves fast drops alone", () =>
+    Effect.gen(function* () {
+      const failed = () => Metric.value(Metrics.dropsFailed.pipe(Metric.tagged("error", "DropTimeout"))).pipe(Effect.map((s) => s.count))
+      const before = yield* failed()
+      // The second waits for the worker the first holds: both past the deadline.
+      const both = yield* Effect.forEach([1, 2], () => Effect.flip(py`import time; time.sleep(30)`), { concurrency: 2 })
+      expect(both.map((e) => e._tag)).toEqual(["DropTimeout", "DropTimeout"])
+      expect((yield* failed()) - before).toBe(2)
+      // Interrupted before its deadline: the interruption stands, and no deadline fires later.
+      const cut = yield* py`import time; time.sleep(30)`.pipe(Effect.timeout("50 millis"), Effect.flip)
+      expect(cut._tag).toBe("TimeoutException")
+      yield* Effect.sleep("400 millis")
+      expect((yield* failed()) - before).toBe(2)
+      // Far more fast drops than the deadline would allow one at a time if a timer leaked.
+      const xs = yield* Effect.forEach(Array.from({ length: 2000 }, (_, i) => i), (i) => py`return ${i} * 2`, { concurrency: 8 })
+      expect(xs[1999]).toBe(3998)
     }).pipe(Effect.provide(NodePython.layer({ dropTimeout: "300 millis" }))))
 })

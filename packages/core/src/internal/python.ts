@@ -199,15 +199,20 @@ const runNow = (
   pool: Pool,
   drop: Drop,
   clock: Clock.Clock,
+  timeout: Duration.Duration | undefined,
   otherwise: (p: Prepared) => Effect.Effect<unknown, DropError>
 ): Effect.Effect<unknown, DropError> =>
   Effect.async<unknown, DropError>((resume) => {
     const start = clock.unsafeCurrentTimeNanos()
+    const elapsed = () => Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
     Metrics.dropsStarted.unsafeUpdate(1, [])
-    const record = (exit: Exit.Exit<unknown, DropError>) =>
-      recordExit(exit, Number(clock.unsafeCurrentTimeNanos() - start) / 1e6)
+    const record = (exit: Exit.Exit<unknown, DropError>) => recordExit(exit, elapsed())
+    // What continues as an Effect keeps the drop's metrics and what is left of its deadline.
     const metered = (effect: Effect.Effect<unknown, DropError>) =>
-      Effect.onExit(effect, (exit) => Effect.sync(() => record(exit)))
+      Effect.onExit(
+        timeout === undefined ? effect : deadline(Duration.millis(Math.max(0, Duration.toMillis(timeout) - elapsed())), effect),
+        (exit) => Effect.sync(() => record(exit))
+      )
     const shared = pool.sharedMemory()
     let p: Prepared
     try {
@@ -218,7 +223,7 @@ const runNow = (
     if (p.segments.length > 0) return resume(metered(lent(p, shared, otherwise(p))))
     const conn = p.affinity ?? pool.takeNow()
     if (conn === undefined || !conn.isAlive()) return resume(metered(otherwise(p)))
-    // Given back once, whichever of the reply and an interruption comes first.
+    // Given back once, whichever of the reply, the deadline and an interruption comes first.
     let held = p.affinity === undefined
     const giveBack = () => {
       if (held) {
@@ -234,13 +239,34 @@ const runNow = (
       record(exit)
       resume(exit)
     }
+    // The deadline's timer; whichever of the reply, the deadline and an interruption comes
+    // first stops the other two.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const stopTimer = () => {
+      if (timer !== undefined) clearTimeout(timer)
+      timer = undefined
+    }
     waiter.listener = (outcome) => {
+      stopTimer()
       if (Exit.isFailure(outcome)) return done(outcome)
       if (outcome.value.reply.t === "ok") return done(Exit.succeed(outcome.value.reply.value))
       const resend = () => send(drop, conn, p, "value", undefined, undefined, true)
       resume(metered(Effect.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack))))
     }
+    if (timeout !== undefined) {
+      // A host timer, as Effect's live Clock uses (the caller checked it is that clock):
+      // `Effect.timeout` around every drop cost ≈ 40 us of Node CPU here.
+      const millis = Duration.toMillis(timeout)
+      timer = setTimeout(() => {
+        timer = undefined
+        waiter.listener = undefined
+        const stopped = Effect.ensuring(conn.abandon(id, waiter), Effect.sync(giveBack))
+        const expired = Effect.zipRight(stopped, Effect.fail(new DropTimeout({ millis })))
+        resume(Effect.onExit(expired, (exit) => Effect.sync(() => record(exit))))
+      }, millis)
+    }
     return Effect.suspend(() => {
+      stopTimer()
       waiter.listener = undefined
       return Effect.ensuring(
         conn.abandon(id, waiter),
@@ -337,6 +363,9 @@ const recordExit = (exit: Exit.Exit<unknown, DropError>, millis: number): void =
 /** Effect's default tracer: its spans go nowhere, so a drop makes none (one cost 11 us here). */
 const nativeTracer = Effect.runSync(Effect.tracer)
 
+/** Effect's live clock: its timers are the host's. */
+const liveClock = Effect.runSync(Effect.clock)
+
 /**
  * The drop metrics, and a span per drop or call when a tracer is installed (`traced`): with
  * Effect's default tracer no span would reach anyone, and making one costs more than a tenth
@@ -425,15 +454,16 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
     Effect.withFiberRuntime((fiber) => {
       const services = fiber.getFiberRef(DefaultServices.currentServices)
       const pipeline = (p: Prepared) => onWorker(pool, p, false, (conn) => send(drop, conn, p, "value", undefined))
+      const clock = Context.get(services, Clock.Clock)
       // A plain drop, the most common, takes the direct path; spans, progress events, retries and
-      // deadlines need fiber work around it.
+      // a deadline on a clock other than the live one (a TestClock) need fiber work around it.
       if (
         Context.get(services, Tracer.Tracer) === nativeTracer &&
         drop.onProgress === undefined &&
         drop.retry === undefined &&
-        options.dropTimeout === undefined
+        (options.dropTimeout === undefined || clock === liveClock)
       ) {
-        return runNow(pool, drop, Context.get(services, Clock.Clock), pipeline)
+        return runNow(pool, drop, clock, options.dropTimeout, pipeline)
       }
       return instrument(drop, (traced) =>
         retrying(
