@@ -324,7 +324,13 @@ export const make = (
 
     const cancel = (id: number, waiter: Waiter, onLateOk?: (reply: Reply) => void) =>
       Effect.suspend(() => {
-        if (!alive || waiter.outcome !== undefined) return Effect.void
+        if (!alive) return Effect.void
+        // Answered already (the reply won the race with the interruption): nothing to cancel,
+        // but a late success is still handed over.
+        const outcome = waiter.outcome
+        if (outcome !== undefined) {
+          return Effect.sync(() => Exit.isSuccess(outcome) && outcome.value.reply.t === "ok" && onLateOk?.(outcome.value.reply))
+        }
         proc.control(encodeCancel(id))
         // This runs as an interruption finalizer (uninterruptible): the wait must be made
         // interruptible again, or the timeout could never cut it short.
