@@ -388,13 +388,21 @@ class _Extensions:
             if not isinstance(hid, int) or isinstance(hid, bool) or self.handles is None:
                 raise DecodeError("invalid handle payload")
             return self.handles.handle(hid)
-        if code == EXT_NDARRAY:
-            return _ndarray(payload)
-        if code == EXT_SHARED_NDARRAY:
-            return _shared_ndarray(payload, self.handles)
-        if code == EXT_ARROW:
-            return arrays.table_from(memoryview(payload))
+        if code in _BUFFER_EXTS:
+            return _buffer_ext(code, payload, self.handles)
         raise DecodeError(f"unknown extension type {code}")
+
+
+_BUFFER_EXTS = frozenset((EXT_NDARRAY, EXT_SHARED_NDARRAY, EXT_ARROW))
+
+
+def _buffer_ext(code: int, payload: Any, handles: Handles | None) -> Any:
+    """The extensions both decoders read alike: typed arrays and Arrow tables over their payload."""
+    if code == EXT_NDARRAY:
+        return _ndarray(payload)
+    if code == EXT_SHARED_NDARRAY:
+        return _shared_ndarray(payload, handles)
+    return arrays.table_from(memoryview(payload))
 
 
 def _decode(data: bytes | bytearray | memoryview, handles: Handles | None = None) -> Any:
@@ -507,12 +515,8 @@ class _Decoder:
                 return {_hashable(e) if isinstance(e, list) else e for e in elements}
             except TypeError:
                 raise DecodeError("a set element is not hashable in Python") from None
-        if code == EXT_NDARRAY:
-            return _ndarray(payload)
-        if code == EXT_SHARED_NDARRAY:
-            return _shared_ndarray(payload, self.handles)
-        if code == EXT_ARROW:
-            return arrays.table_from(memoryview(payload))
+        if code in _BUFFER_EXTS:
+            return _buffer_ext(code, payload, self.handles)
         if code == EXT_HANDLE:
             self.pos = start
             hid = self.value()
