@@ -107,5 +107,7 @@ export class WorkerSpawner extends Context.Tag("@snakebridge/core/WorkerSpawner"
     readonly spawn: (workerId: number) => Effect.Effect<WorkerProcess, WorkerStartupError, Scope.Scope>
     /** Shared memory for big typed arrays, when the platform and the options allow it. */
     readonly sharedMemory?: SharedMemory
+    /** How the interpreter was chosen, for the pool's start-up log line (`from .venv: …`). */
+    readonly origin?: string
   }
 >() {}

@@ -20,8 +20,8 @@ import * as spawner from "./internal/spawner.js"
 export interface Options extends WorkerPool.Options {
   /**
    * The interpreter. Default: `SNAKEBRIDGE_PYTHON`, else an active `VIRTUAL_ENV`,
-   * else `.venv` in `cwd`, else `python3` on the PATH. A shim (pyenv's) is resolved
-   * once to the real executable.
+   * else `.venv` in `cwd`, else `python3` on the PATH. A binary is spawned as it is; a
+   * script (pyenv's shim) is run once first to learn the real executable.
    */
   readonly python?: string
   /** Working directory of the workers. Default: `process.cwd()`. */
@@ -65,10 +65,7 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
       const cwd = options.cwd ?? process.cwd()
       const env = { ...process.env, ...options.env }
       const choice = yield* interpreter.choose(options.python, cwd)
-      const chosen = yield* interpreter.probe(choice, cwd, env, options.requires)
-      yield* Effect.logInfo(
-        `snakebridge: Python ${chosen.version} at ${chosen.executable} (from ${chosen.source}: ${chosen.requested})`
-      )
+      const chosen = yield* interpreter.resolve(choice, cwd, env, options.requires)
       const threshold = options.sharedMemoryThreshold ?? DEFAULT_SHARED_MEMORY_THRESHOLD
       const sharedMemory =
         threshold === false ? undefined : yield* SharedMemory.make(Math.max(1, threshold), options.sharedMemoryDir ?? "/dev/shm")
@@ -86,7 +83,8 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
         shutdownGrace: Duration.decode(options.shutdownGrace ?? "2 seconds")
       }
       const spawn = (workerId: number) => spawner.spawn(workerId, spawnOptions)
-      return sharedMemory === undefined ? { spawn } : { spawn, sharedMemory }
+      const origin = `from ${chosen.source}: ${chosen.requested}`
+      return sharedMemory === undefined ? { spawn, origin } : { spawn, origin, sharedMemory }
     })
   ).pipe(Layer.provide(NodeContext.layer))
 

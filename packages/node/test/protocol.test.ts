@@ -31,6 +31,17 @@ describe("protocol and version checks", () => {
       expect(e.message).toContain("python3 -m venv .venv")
     }))
 
+  it.live("a binary interpreter older than 3.10 is refused by the worker itself, with WorkerStartupError Version", () =>
+    Effect.gen(function* () {
+      // The interpreter is spawned without a probe (it is no script); the worker checks its version first thing.
+      const e = yield* Effect.flip(Effect.provide(py`1`, rogue("old")))
+      expect(e._tag).toBe("WorkerStartupError")
+      if (e._tag !== "WorkerStartupError") return
+      expect(e.reason).toBe("Version")
+      expect(e.message).toContain("Python 3.8.18 at ")
+      expect(e.message).toContain("snakebridge needs 3.10 or newer")
+    }))
+
   it.live("a worker speaking another protocol version fails the start-up with a clear error", () =>
     Effect.gen(function* () {
       const e = yield* Effect.flip(Effect.provide(py`1`, rogue("protocol")))

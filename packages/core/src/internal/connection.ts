@@ -9,6 +9,7 @@ import {
   encodeCancel,
   encodeFree,
   encodeRelease,
+  EXIT_TOO_OLD,
   FrameDecoder,
   type Hello,
   type Log,
@@ -292,15 +293,20 @@ export const make = (
         proc.stderrTail.pipe(
           Effect.flatMap((stderr) =>
             Effect.fail(
-              new WorkerStartupError({
-                reason: e === "timeout" ? "Timeout" : e._tag === "ProtocolError" ? "Handshake" : "Exited",
-                python: proc.python,
-                detail:
-                  e === "timeout"
+              e !== "timeout" && e._tag === "WorkerLost" && e.exitCode === EXIT_TOO_OLD
+                ? new WorkerStartupError({
+                  reason: "Version",
+                  python: proc.python,
+                  detail: stderr.trim().split("\n").at(-1) ?? "the interpreter is too old"
+                })
+                : new WorkerStartupError({
+                  reason: e === "timeout" ? "Timeout" : e._tag === "ProtocolError" ? "Handshake" : "Exited",
+                  python: proc.python,
+                  detail: e === "timeout"
                     ? `no handshake within ${Duration.format(options.startupTimeout)}`
                     : e.message,
-                stderr
-              })
+                  stderr
+                })
             )
           )
         )

@@ -138,6 +138,7 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
     const spawner = yield* WorkerSpawner
     const connectionOptions = { ...options.connection, sharedMemory: spawner.sharedMemory }
     let sharedMemory: SharedMemory | undefined
+    let announced = false
     const capacity = new Capacity()
     const current: Array<Connection.Connection | undefined> = new Array(options.workers).fill(undefined)
 
@@ -150,9 +151,13 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
             if (conn.hello.shm === true) sharedMemory = spawner.sharedMemory
           }),
           Effect.tap((conn) => (options.warmup === undefined ? Effect.void : options.warmup(conn))),
-          Effect.tap((conn) =>
-            Effect.logDebug(`worker ${workerId} ready: pid ${conn.hello.pid}, Python ${conn.hello.python}`)
-          ),
+          Effect.tap((conn) => {
+            if (announced) return Effect.logDebug(`worker ${workerId} ready: pid ${conn.hello.pid}, Python ${conn.hello.python}`)
+            // Which interpreter the pool runs, as the first worker reports it, once.
+            announced = true
+            const origin = spawner.origin === undefined ? "" : ` (${spawner.origin})`
+            return Effect.logInfo(`snakebridge: Python ${conn.hello.python} at ${conn.hello.executable}${origin}`)
+          }),
           Scope.extend(scope)
         )
       })

@@ -2,6 +2,8 @@ import type { SharedMemory } from "../Worker.js"
 import { DecodeFailure, Decoder, type Encoded, Encoder, type SegmentRead } from "./codec.js"
 
 export const PROTOCOL_VERSION = 1
+/** The exit status of a worker whose interpreter is older than it supports (before any hello). */
+export const EXIT_TOO_OLD = 78
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024
 
 export type Mode = "value" | "handle" | "stream"

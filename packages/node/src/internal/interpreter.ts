@@ -2,7 +2,7 @@ import { Command } from "@effect/platform"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { WorkerStartupError } from "@snakebridge/core/PythonError"
 import { Chunk, Config, Effect, Option, Stream } from "effect"
-import { existsSync } from "node:fs"
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs"
 import * as path from "node:path"
 
 /** The interpreter a pool will run, after resolving shims and checking the version. */
@@ -13,7 +13,6 @@ export interface Interpreter {
   readonly source: "option" | "SNAKEBRIDGE_PYTHON" | "VIRTUAL_ENV" | ".venv" | "PATH"
   /** The real executable (`sys.executable`): spawning it skips shims such as pyenv's. */
   readonly executable: string
-  readonly version: string
 }
 
 export const MIN_VERSION: readonly [number, number] = [3, 10]
@@ -53,8 +52,59 @@ const collect = <E>(s: Stream.Stream<Uint8Array, E>) =>
 const fix = (requested: string) =>
   `create a virtual environment with \`python3 -m venv .venv\` (or \`uv venv\`), or name an interpreter with the \`python\` option or SNAKEBRIDGE_PYTHON (tried ${requested})`
 
-/** Runs the interpreter once to learn its real executable and version. */
-export const probe = (
+/** The file `requested` names: a path (against `cwd`), or the first executable of that name on `PATH`. */
+const locate = (requested: string, cwd: string, PATH: string | undefined): string | undefined => {
+  const candidates = requested.includes(path.sep)
+    ? [path.resolve(cwd, requested)]
+    : (PATH ?? "").split(path.delimiter).filter((dir) => dir !== "").map((dir) => path.resolve(cwd, dir, requested))
+  return candidates.find((file) => {
+    try {
+      accessSync(file, constants.X_OK)
+      return statSync(file).isFile()
+    } catch {
+      return false
+    }
+  })
+}
+
+/** Whether the file is a script (`#!`): a shim such as pyenv's or asdf's, not the interpreter itself. */
+const isScript = (file: string): boolean => {
+  const head = Buffer.alloc(2)
+  let fd: number
+  try {
+    fd = openSync(file, "r")
+  } catch {
+    return false // execute-only: not something an interpreter could read as a script
+  }
+  try {
+    return readSync(fd, head, 0, 2, 0) === 2 && head.toString("latin1") === "#!"
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * The interpreter to spawn. An executable binary (a virtual environment's `python`, a system
+ * interpreter) is spawned as it is, and the worker checks its own version as it starts: no
+ * extra process before the pool. A script (a shim), or one that must be checked for `requires`,
+ * is run once first to learn its real executable (`probe`).
+ */
+export const resolve = (
+  choice: { readonly requested: string; readonly source: Interpreter["source"] },
+  cwd: string,
+  env: Record<string, string | undefined>,
+  requires: ReadonlyArray<string> = []
+): Effect.Effect<Interpreter, WorkerStartupError, CommandExecutor> =>
+  Effect.suspend(() => {
+    if (requires.length === 0 && process.platform !== "win32") {
+      const file = locate(choice.requested, cwd, env.PATH)
+      if (file !== undefined && !isScript(file)) return Effect.succeed({ ...choice, executable: file })
+    }
+    return probe(choice, cwd, env, requires)
+  })
+
+/** Runs the interpreter once to learn its real executable, check its version and the modules in `requires`. */
+const probe = (
   choice: { readonly requested: string; readonly source: Interpreter["source"] },
   cwd: string,
   env: Record<string, string | undefined>,
@@ -97,7 +147,7 @@ export const probe = (
           detail: `the interpreter cannot import ${names.join(", ")}; install with \`${executable} -m pip install ${names.join(" ")}\` (or \`uv pip install --python ${executable} ${names.join(" ")}\`)`
         })
       }
-      return { ...choice, executable: executable || choice.requested, version }
+      return { ...choice, executable: executable || choice.requested }
     })
   ).pipe(
     Effect.catchTag("SystemError", (e) =>
