@@ -133,11 +133,13 @@ describe("start-up", () => {
 })
 
 describe("parent death", () => {
-  it.live("workers exit when their Node parent is killed with SIGKILL", () =>
+  /** Runs fixtures/parent.ts, kills it with SIGKILL once its workers are up, and waits for them to be gone. */
+  const killParent = (env: Record<string, string>) =>
     Effect.gen(function* () {
       const script = fileURLToPath(new URL("fixtures/parent.ts", import.meta.url))
       const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", script], {
-        stdio: ["ignore", "pipe", "inherit"]
+        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, ...env }
       })
       const pids = yield* Effect.async<Array<number>>((resume) => {
         let out = ""
@@ -150,6 +152,14 @@ describe("parent death", () => {
       expect(pids.length).toBe(2)
       for (const p of pids) expect(alive(p)).toBe(true)
       child.kill("SIGKILL")
-      yield* waitUntil(Effect.sync(() => pids.filter(alive)), (left) => left.length === 0)
-    }))
+      yield* waitUntil(Effect.sync(() => pids.filter(alive)), (left) => left.length === 0).pipe(
+        // Should the check fail, no worker is left burning a core.
+        Effect.ensuring(Effect.sync(() => pids.filter(alive).forEach((p) => process.kill(p, "SIGKILL"))))
+      )
+    })
+
+  it.live("workers exit when their Node parent is killed with SIGKILL", () => killParent({}))
+
+  it.live("a worker stuck in C code holding the GIL exits too (the kernel's parent-death signal)", () =>
+    killParent({ SNAKEBRIDGE_TEST_BUSY: "1" }))
 })

@@ -1,9 +1,9 @@
 """The worker process: `python -u -m snakebridge_worker`, protocol on fds 3 (in), 4 (out) and 5 (cancels)."""
 from __future__ import annotations
 
-import ctypes
+# `_signal` is the C module that `signal` wraps in enums: `signal` would import `enum` at start-up (≈ 3 ms).
+import _signal
 import os
-import signal
 import sys
 import threading
 import time
@@ -27,12 +27,15 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
-    """On Linux, ask for SIGKILL when the parent dies, even if our channel stays open."""
+    """On Linux, ask for SIGKILL when the parent dies, even if our channel stays open (a drop
+    holding the GIL in C code keeps the control thread from seeing EOF)."""
     if not sys.platform.startswith("linux"):
         return
     try:
+        import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
     except (OSError, AttributeError):
         pass
     if os.getppid() == 1:  # the parent died before prctl took effect
@@ -148,6 +151,9 @@ class Worker:
     # -- the control thread: cancels, while the main thread runs ---------------------
 
     def watch_control(self, fd: int) -> None:
+        # Here, not before the hello: ctypes costs the start-up ≈ 2 ms, and until this runs the
+        # worker still exits on EOF of its channels (and on a parent gone already, checked inside).
+        die_with_parent()
         reader = FrameReader()
         while True:
             try:
@@ -171,7 +177,7 @@ class Worker:
         with self.lock:
             if rid == self.running:
                 self.cancel_target = rid
-                signal.pthread_kill(self.main_ident, signal.SIGINT)
+                _signal.pthread_kill(self.main_ident, _signal.SIGINT)
             else:
                 self.cancelled.add(rid)
 
@@ -372,13 +378,12 @@ def limit_address_space() -> None:
 
 
 def main() -> None:
-    die_with_parent()
     limit_address_space()
     writer = FrameWriter(REPLIES_FD)
     worker = Worker(writer)
     snakebridge._attach(worker.registry, worker.emit)
     forward_logging(writer)
-    signal.signal(signal.SIGINT, worker.on_sigint)
+    _signal.signal(_signal.SIGINT, worker.on_sigint)
     writer.write(
         codec.encode(
             {

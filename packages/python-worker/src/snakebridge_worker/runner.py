@@ -1,7 +1,7 @@
 """Compiling and running drops and calls."""
 from __future__ import annotations
 
-import ast
+import _ast
 import builtins
 import importlib
 import os
@@ -84,64 +84,68 @@ def slot(i: int) -> str:
     return f"_sb_{i}"
 
 
-class _AwaitFinder(ast.NodeVisitor):
-    """Finds await / async for / async with at the top level of a drop (not in nested scopes)."""
+# Scopes of their own: an await inside them does not make the drop a coroutine.
+_SCOPES = (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.Lambda, _ast.ClassDef)
+_ASYNC = (_ast.Await, _ast.AsyncFor, _ast.AsyncWith)
 
-    found = False
 
-    def visit_Await(self, node: ast.Await) -> None:
-        self.found = True
+def _awaits(body: list[Any]) -> bool:
+    """Whether the statements await (await, async for / with, an async comprehension) outside
+    nested scopes."""
+    stack = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _ASYNC) or (isinstance(node, _ast.comprehension) and node.is_async):
+            return True
+        if isinstance(node, _SCOPES):
+            continue
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                stack.extend(v for v in value if isinstance(v, _ast.AST))
+            elif isinstance(value, _ast.AST):
+                stack.append(value)
+    return False
 
-    def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
-        self.found = True
 
-    def visit_AsyncWith(self, node: ast.AsyncWith) -> None:
-        self.found = True
-
-    def _skip(self, node: ast.AST) -> None:
-        return None
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = _skip  # type: ignore[assignment]
-
-    def visit_comprehension(self, node: ast.comprehension) -> None:
-        if node.is_async:
-            self.found = True
-        self.generic_visit(node)
+def _at(node: Any, line: int, col: int = 0) -> Any:
+    node.lineno, node.col_offset, node.end_lineno, node.end_col_offset = line, col, line, col
+    return node
 
 
 def compile_drop(code: str, nargs: int, filename: str) -> Compiled:
-    """Wraps the drop's statements in a function; line numbers stay those of the code text."""
+    """Wraps the drop's statements in a function; line numbers stay those of the code text.
+
+    The tree comes from `compile(..., PyCF_ONLY_AST)` and is built with the `_ast` node types
+    that `ast` re-exports: importing `ast` itself (and `enum`, which it needs) would cost a
+    worker's start-up several milliseconds before its first drop."""
     source = dedent(code)
-    module = ast.parse(source, filename=filename, mode="exec")
-    body = module.body
-    if body and isinstance(body[-1], ast.Expr):
+    body = builtins.compile(source, filename, "exec", _ast.PyCF_ONLY_AST).body
+    if body and isinstance(body[-1], _ast.Expr):
         last = body[-1]
-        body[-1] = ast.copy_location(ast.Return(value=last.value), last)
+        ret = _ast.Return(value=last.value)
+        ret.lineno, ret.col_offset = last.lineno, last.col_offset
+        ret.end_lineno, ret.end_col_offset = last.end_lineno, last.end_col_offset
+        body[-1] = ret
     if not body:
-        body = [ast.Pass()]
-    finder = _AwaitFinder()
-    for stmt in body:
-        finder.visit(stmt)
-    args = ast.arguments(
+        body = [_at(_ast.Pass(), 1)]
+    is_async = _awaits(body)
+    args = _ast.arguments(
         posonlyargs=[],
-        args=[ast.arg(arg=slot(i)) for i in range(nargs)],
+        args=[_at(_ast.arg(arg=slot(i)), 1) for i in range(nargs)],
         vararg=None,
         kwonlyargs=[],
         kw_defaults=[],
         kwarg=None,
         defaults=[],
     )
-    cls = ast.AsyncFunctionDef if finder.found else ast.FunctionDef
-    fn = cls(name=FUNCTION, args=args, body=body, decorator_list=[], returns=None, type_params=[])  # type: ignore[call-arg]
-    fn.lineno = 1
-    fn.col_offset = 0
-    wrapper = ast.Module(body=[fn], type_ignores=[])
-    ast.fix_missing_locations(wrapper)
-    code_obj = builtins.compile(wrapper, filename, "exec")
+    cls = _ast.AsyncFunctionDef if is_async else _ast.FunctionDef
+    fn = _at(cls(name=FUNCTION, args=args, body=body, decorator_list=[], returns=None, type_params=[]), 1)  # type: ignore[call-arg]
+    code_obj = builtins.compile(_ast.Module(body=[fn], type_ignores=[]), filename, "exec")
     _remember_source(filename, source)
     namespace: dict[str, Any] = {"__name__": "__snakebridge_drop__", "__builtins__": builtins}
     exec(code_obj, namespace)
-    return Compiled(namespace[FUNCTION], finder.found, filename)
+    return Compiled(namespace[FUNCTION], is_async, filename)
 
 
 class CodeCache:
