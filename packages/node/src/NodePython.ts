@@ -39,8 +39,9 @@ export interface Options extends WorkerPool.Options {
   /** Time a worker has to exit when its pool closes, before SIGKILL. Default 2 s. */
   readonly shutdownGrace?: Duration.DurationInput
   /**
-   * Typed arrays of at least this many bytes cross through shared memory instead of the pipe,
-   * both ways (Linux): written once into a reused segment, wrapped by numpy in place. `false`
+   * Typed arrays (and `Uint8Array` ↔ `bytes`) of at least this many bytes cross through shared
+   * memory instead of the pipe, both ways (Linux): written once into a reused segment, wrapped by
+   * numpy in place (bytes are read out of it). `false`
    * sends everything through the pipe. Default 256 KiB: `pnpm bench:threshold` measures both
    * paths by size; on a 2-core VM shared memory won every column from 128 KiB up.
    */

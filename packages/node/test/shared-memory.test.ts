@@ -18,15 +18,17 @@ const nodeSegments = (): number =>
     }
   }).length
 
-/** The worker's own segments (memfds) and its mappings of this process's segments. */
+/** The worker's own segments (memfds, by inode: mmap holds a duplicate of each fd) and its mappings of this process's segments. */
 const workerSegments = py`
 import os
-own = 0
+inodes = set()
 for fd in os.listdir("/proc/self/fd"):
     try:
-        own += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:snakebridge")
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:snakebridge"):
+            inodes.add(os.stat(f"/proc/self/fd/{fd}").st_ino)
     except OSError:
         pass
+own = len(inodes)
 with open("/proc/self/maps") as maps:
     mapped = sum("/dev/shm/snakebridge-" in line for line in maps)
 return {"own": own, "mapped": mapped}
@@ -220,6 +222,35 @@ time.sleep(30)
       }))
   }
 )
+
+describe("shared memory for big bytes", () => {
+  it.live("a big Uint8Array is `bytes` in Python and big bytes come back as a Uint8Array, both through reused segments", () =>
+    Effect.gen(function* () {
+      const data = new Uint8Array(4 * MiB).map((_, i) => (i * 7) % 251)
+      const before = nodeSegments()
+      for (let i = 0; i < 3; i++) {
+        const back = yield* py`
+b = ${data}
+assert type(b) is bytes, type(b)
+return b[::-1]
+`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf))
+        expect(back.length).toBe(data.length)
+        expect([back[0], back[12345], back[data.length - 1]]).toEqual([data[data.length - 1], data[data.length - 12346], data[0]])
+      }
+      // One segment on each side, reused by the three round trips, nothing left mapped.
+      expect(nodeSegments()).toBe(before + 1)
+      expect(yield* workerSegments).toEqual({ own: 1, mapped: 0 })
+      // Below the threshold the pipe carries them.
+      expect(yield* py`len(${new Uint8Array(MiB - 1)})`).toBe(MiB - 1)
+      expect(yield* py`b"x" * (${MiB} - 1)`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf), Effect.map((b) => b.length))).toBe(MiB - 1)
+      expect(nodeSegments()).toBe(before + 1)
+      // A reply that fails to encode after its big bytes were written gives their segment back.
+      const error = yield* Effect.flip(py`[frozenset([b"y" * ${2 * MiB}]), object()]`)
+      expect(error._tag).toBe("EncodeError")
+      expect((yield* py`b"z" * ${2 * MiB}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf)))[2 * MiB - 1]).toBe(0x7a)
+      expect(yield* workerSegments).toEqual({ own: 1, mapped: 0 })
+    }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB }))))
+})
 
 describe("shared memory off", () => {
   it.live("sharedMemoryThreshold: false: every array goes through the pipe both ways, no segment anywhere", () =>

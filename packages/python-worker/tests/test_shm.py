@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import sys
 
 import pytest
@@ -91,6 +92,49 @@ def test_encoding_puts_big_arrays_in_the_outbox_and_decoding_maps_them():
         # A value that fails to encode after a big array frees what was put for it.
         with pytest.raises(codec.EncodeError):
             codec.encode([np.zeros(MiB), object()])
+        assert len(out.busy) == 1
+    finally:
+        codec.use_outbox(None)
+
+
+def shared_ext(code: str, shape: tuple[int, ...], fd: int, nbytes: int) -> bytes:
+    """ext 6 as Node writes it: the head of ext 4 (pad 0), then pid, fd and byte length."""
+    head = bytes((ord(code), len(shape), 0)) + b"".join(struct.pack(">I", d) for d in shape)
+    payload = head + struct.pack(">IIQ", os.getpid(), fd, nbytes)
+    return b"\xc7" + bytes([len(payload)]) + b"\x06" + payload
+
+
+def test_big_bytes_from_node_arrive_as_bytes_copied_out_of_a_segment_that_is_not_kept():
+    data = bytes(range(256)) * (MiB // 256)
+    fd = node_segment(data)
+    lent = shm.Lent()
+    got = codec.decode(shared_ext("s", (MiB,), fd, MiB), codec.Handles(lambda h: h, lent))
+    assert type(got) is bytes and got == data
+    assert lent.close() == [] and mappings() == 0
+    with pytest.raises(codec.DecodeError, match="bytes of shape"):
+        codec.decode(shared_ext("s", (2, MiB // 2), fd, MiB), codec.Handles(lambda h: h, shm.Lent()))
+    os.close(fd)
+    inline = codec.encode(np.zeros(8, dtype=np.uint8))
+    assert inline.count(b"\x04B") == 1
+    with pytest.raises(codec.DecodeError, match="bytes travel as bin"):
+        codec.decode(inline.replace(b"\x04B", b"\x04s"))
+
+
+def test_big_bytes_go_out_through_the_outbox_and_a_failed_encoding_frees_them_even_inside_a_set():
+    out = shm.Outbox(MiB)
+    codec.use_outbox(out)
+    try:
+        data = bytes(range(256)) * (MiB // 256)
+        body = codec.encode({"b": data, "small": b"xyz"})
+        assert len(body) < 200 and len(out.busy) == 1
+        # Node reads element code B as a Uint8Array, what it makes of any bytes.
+        decoded = codec.decode(body, codec.Handles(lambda h: h, shm.Lent()))
+        assert decoded["small"] == b"xyz" and decoded["b"].dtype == np.uint8 and decoded["b"].tobytes() == data
+        del decoded
+        with pytest.raises(codec.EncodeError):
+            codec.encode([frozenset([data]), object()])
+        with pytest.raises(codec.EncodeError):
+            codec.encode([data, object()])
         assert len(out.busy) == 1
     finally:
         codec.use_outbox(None)

@@ -84,6 +84,8 @@ const NDARRAY_TYPES: ReadonlyArray<readonly [TypedArrayConstructor, number]> = [
   [Float64Array, 0x64] // d
 ]
 const NDARRAY_CODE = new Map<Function, number>([...NDARRAY_TYPES, [Uint8ClampedArray, 0x42]])
+/** ext 6 with this code (`s`) carries a `Uint8Array` that Python receives as `bytes`. */
+const BYTES_CODE = 0x73
 const NDARRAY_TYPE = new Map(NDARRAY_TYPES.map(([ctor, code]) => [code, ctor]))
 
 /** Typed arrays travel in the host's byte order, which the format fixes as little-endian. */
@@ -372,6 +374,11 @@ export class Encoder {
 
   bin(bytes: Uint8Array): void {
     const n = bytes.length
+    if (this.shared !== undefined && n >= this.shared.threshold) {
+      // Big bytes go through shared memory like a typed array, with the code that makes them `bytes`.
+      const segment = this.shared.lend(bytes)
+      if (segment !== undefined) return this.sharedNdarray(BYTES_CODE, [n], n, segment)
+    }
     if (n < 0x100) this.u8u8(0xc4, n)
     else if (n < 0x10000) this.u8u16(0xc5, n)
     else this.u8u32(0xc6, n)

@@ -23,6 +23,8 @@ EXT_HANDLE = 3
 EXT_NDARRAY = 4
 EXT_ARROW = 5
 EXT_SHARED_NDARRAY = 6
+# The element code of ext 6 that carries bytes (a big Uint8Array from Node), not an array.
+BYTES_CODE = "s"
 
 # Binary payloads at least this long are not copied into the encoding: they become parts of it,
 # written to the channel from where they are (one writev).
@@ -183,6 +185,9 @@ class _Encoder:
 
     def bin_(self, b: bytes | bytearray | memoryview) -> None:
         n = len(b) if not isinstance(b, memoryview) else b.nbytes
+        if _outbox is not None and n >= _outbox.threshold:
+            # Node reads big bytes as the Uint8Array it makes of any bytes, out of shared memory.
+            return self.ndarray("B", (n,), memoryview(b).cast("B"))
         out = self.out
         if n < 0x100:
             out += b"\xc4" + _B.pack(n)
@@ -337,11 +342,14 @@ class _Encoder:
 
     def set_(self, v: set[Any] | frozenset[Any], path: list[str | int], seen: set[int]) -> None:
         inner = _Encoder(bytearray())
-        inner.array_header(len(v))
-        for i, x in enumerate(v):
-            path.append(i)
-            inner.value(x, path, seen)
-            path.pop()
+        try:
+            inner.array_header(len(v))
+            for i, x in enumerate(v):
+                path.append(i)
+                inner.value(x, path, seen)
+                path.pop()
+        finally:
+            self.segments += inner.segments  # freed with the encoding's own if it fails
         self.ext(EXT_SET, b"".join(inner.finish()))
 
     def datetime_(self, v: _dt.datetime) -> None:
@@ -533,7 +541,7 @@ def _ndarray_head(view: memoryview) -> tuple[str, tuple[int, ...], int, int]:
     if len(view) < 3:
         raise DecodeError("invalid typed array payload")
     code, ndim, pad = chr(view[0]), view[1], view[2]
-    if code not in arrays.ITEMSIZE:
+    if code not in arrays.ITEMSIZE and code != BYTES_CODE:
         raise DecodeError(f"unknown typed array code {code!r}")
     at = 3 + 4 * ndim
     if len(view) < at + pad:
@@ -542,7 +550,7 @@ def _ndarray_head(view: memoryview) -> tuple[str, tuple[int, ...], int, int]:
     count = 1
     for d in shape:
         count *= d
-    return code, shape, count * arrays.ITEMSIZE[code], at + pad
+    return code, shape, count * arrays.ITEMSIZE.get(code, 1), at + pad
 
 
 def _ndarray(payload: Any) -> Any:
@@ -551,6 +559,8 @@ def _ndarray(payload: Any) -> Any:
     data = view[at:]
     if len(data) != nbytes:
         raise DecodeError(f"an array of shape {shape} does not match its {len(data)} bytes")
+    if code == BYTES_CODE:
+        raise DecodeError("bytes travel as bin, or in shared memory (ext 6)")
     return arrays.ndarray_from(code, shape, data)
 
 
@@ -565,9 +575,13 @@ def _shared_ndarray(payload: Any, handles: Handles | None) -> Any:
         raise DecodeError(f"an array of shape {shape} does not match its {length} bytes")
     if handles is None:
         raise DecodeError("shared memory where none is allowed")
-    if handles.lent is None:
-        handles.lent = shm.Lent()
     try:
+        if code == BYTES_CODE:
+            if len(shape) != 1:
+                raise DecodeError(f"bytes of shape {shape}")
+            return shm.read(pid, fd, nbytes)
+        if handles.lent is None:
+            handles.lent = shm.Lent()
         data = handles.lent.map(pid, fd, nbytes)
     except shm.SegmentError as e:
         raise DecodeError(str(e)) from None

@@ -1,4 +1,4 @@
-"""Shared memory for big typed arrays (ext 6 in PROTOCOL.md), Linux only.
+"""Shared memory for big typed arrays and bytes (ext 6 in PROTOCOL.md), Linux only.
 
 Each side writes into segments it owns and the other side opens them through `/proc/<pid>/fd`,
 so a segment has no name to leak: it lives while one of the two processes holds it.
@@ -7,7 +7,7 @@ so a segment has no name to leak: it lives while one of the two processes holds 
   numpy wraps the mapping without a copy. After the request the mapping is closed, unless the
   drop kept an array over it (stored in a handle or a global): then the mapping lives as long as
   that array, and the worker tells Node the segment is kept, so that Node never writes into it
-  again.
+  again. Bytes in a lent segment are read out (`read`), never mapped.
 - The worker's own segments (`Outbox`) carry big arrays of replies: a memfd, mapped once and
   reused; each is busy from the reply that names it until Node has read it and says so (`free`).
 """
@@ -27,6 +27,32 @@ def available() -> bool:
 
 class SegmentError(Exception):
     """A segment named in a request could not be mapped."""
+
+
+def read(pid: int, fd: int, nbytes: int) -> bytes:
+    """A copy of the first `nbytes` of a segment of process `pid`, read without mapping it: one
+    copy straight into the bytes object (a mapping would fault in every page first)."""
+    try:
+        f = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY)
+    except OSError as e:
+        raise SegmentError(f"cannot open shared memory segment {fd} of process {pid}: {e}") from None
+    try:
+        data = os.pread(f, nbytes, 0)
+        if len(data) < nbytes:  # a regular file gives it all at once; the rest just in case
+            parts = [data]
+            got = len(data)
+            while got < nbytes:
+                part = os.pread(f, nbytes - got, got)
+                if not part:
+                    raise SegmentError(f"shared memory segment {fd} of process {pid} ends at {got} of {nbytes} bytes")
+                parts.append(part)
+                got += len(part)
+            data = b"".join(parts)
+        return data
+    except OSError as e:
+        raise SegmentError(f"cannot read shared memory segment {fd} of process {pid}: {e}") from None
+    finally:
+        os.close(f)
 
 
 class Lent:
