@@ -161,19 +161,31 @@ const floorRep = async () => {
   record("floor.echoStart", await floor.echoStart(python))
 }
 
-/** A drop carrying `n` bytes in and one giving `n` bytes back: MB/s each way (one frame each). */
-const sbBulk = (n: number) =>
+/**
+ * A drop carrying `n` bytes in and one giving `n` bytes back: MB/s each way, the first transfer
+ * of the runtime (as the peers are measured) and the median of `repeats` more.
+ */
+const sbBulk = (n: number, repeats: number) =>
   Effect.gen(function* () {
     const payload = new Uint8Array(n).fill(0x78)
-    let t = nowUs()
-    const got = yield* py`return len(${payload})`.pipe(Drop.returning(Schema.Number))
-    const inRate = n / (nowUs() - t)
-    if (got !== n) return yield* Effect.fail(new Error(`bulk in: ${got} bytes arrived`))
-    t = nowUs()
-    const back = yield* py`return b"x" * ${n}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf))
-    const outRate = n / (nowUs() - t)
-    if (back.length !== n) return yield* Effect.fail(new Error(`bulk out: ${back.length} bytes arrived`))
-    return { inRate, outRate }
+    const ins: Array<number> = []
+    const outs: Array<number> = []
+    for (let i = 0; i <= repeats; i++) {
+      let t = nowUs()
+      const got = yield* py`return len(${payload})`.pipe(Drop.returning(Schema.Number))
+      ins.push(n / (nowUs() - t))
+      if (got !== n) return yield* Effect.fail(new Error(`bulk in: ${got} bytes arrived`))
+      t = nowUs()
+      const back = yield* py`return b"x" * ${n}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf))
+      outs.push(n / (nowUs() - t))
+      if (back.length !== n) return yield* Effect.fail(new Error(`bulk out: ${back.length} bytes arrived`))
+    }
+    return {
+      inFirst: ins[0]!,
+      outFirst: outs[0]!,
+      inRepeated: figure(ins.slice(1)).median,
+      outRepeated: figure(outs.slice(1)).median
+    }
   })
 
 const sbRep = async () => {
@@ -212,9 +224,11 @@ const sbRep = async () => {
     record("sb.cycles.nodeRss", cycles.nodeRssGrowthMB)
     record("sb.cycles.nodeHeap", process.memoryUsage().heapUsed / 1e6 - heapBefore)
     record("sb.cycles.workerRss", cycles.workerRssGrowthMB)
-    const bulk = await run("bulk", sbBulk(config.bulkBytes))
-    record("sb.bulkIn", bulk.inRate)
-    record("sb.bulkOut", bulk.outRate)
+    const bulk = await run("bulk", sbBulk(config.bulkBytes, config.ndarrayRepeats - 1))
+    record("sb.bulkIn", bulk.inFirst)
+    record("sb.bulkOut", bulk.outFirst)
+    record("sb.bulkInRepeated", bulk.inRepeated)
+    record("sb.bulkOutRepeated", bulk.outRepeated)
     // Warm imports (numpy, pyarrow, pandas) are not part of the transfer figures.
     await run("warm-up", arrays.ndarrayRoundTrips(1024, 1))
     await run("warm-up", arrays.arrowRoundTrip(1000))
@@ -304,10 +318,12 @@ const peer = (name: string, fig: string): Figure | undefined => {
   return row === undefined ? undefined : figure(row.values)
 }
 // snakebridge's bytes there and back, from the two one-way figures of each repetition.
-samples.set(
-  "sb.bulkRoundTrip",
-  (samples.get("sb.bulkIn") ?? []).map((x, i) => 1 / (1 / x + 1 / samples.get("sb.bulkOut")![i]!))
-)
+for (const suffix of ["", "Repeated"]) {
+  samples.set(
+    `sb.bulkRoundTrip${suffix}`,
+    (samples.get(`sb.bulkIn${suffix}`) ?? []).map((x, i) => 1 / (1 / x + 1 / samples.get(`sb.bulkOut${suffix}`)![i]!))
+  )
+}
 /** A ratio of medians (the peers' repetitions are not paired with snakebridge's). */
 const peerRatio = (label: string, a: number | undefined, b: number | undefined, meaning: string) =>
   a === undefined || b === undefined
@@ -421,8 +437,10 @@ const lines = [
   row("pipelined drops, 2 workers × concurrency 32, forEach 64", "drops/s", get("sb.pipelined")),
   row("pipelined drops, 1 worker × concurrency 1, forEach 64", "drops/s", get("sb.pipelinedOne")),
   row("pipelined drops, 1 worker × concurrency 64, forEach 64", "drops/s", get("sb.pipelinedOne64")),
-  row(`bulk Node → Python, ${bulkMiB} MiB \`Uint8Array\` argument (one frame)`, "MB/s", get("sb.bulkIn")),
-  row(`bulk Python → Node, ${bulkMiB} MiB \`bytes\` result (one frame)`, "MB/s", get("sb.bulkOut")),
+  row(`bulk Node → Python, ${bulkMiB} MiB \`Uint8Array\` argument (shared memory), first`, "MB/s", get("sb.bulkIn")),
+  row(`bulk Python → Node, ${bulkMiB} MiB \`bytes\` result (\`b"x" * n\`, shared memory), first`, "MB/s", get("sb.bulkOut")),
+  row(`the same, repeated (median of ${config.ndarrayRepeats - 1}): Node → Python`, "MB/s", get("sb.bulkInRepeated")),
+  row(`the same, repeated: Python → Node`, "MB/s", get("sb.bulkOutRepeated")),
   row(`${bulkMiB} MiB \`Float64Array\` → numpy (\`a *= 2\`) → back, first round trip`, "MB/s", get("sb.ndarray.first")),
   row(`the same, repeated (median of ${config.ndarrayRepeats - 1})`, "MB/s", get("sb.ndarray.repeated")),
   row(`the same through the pipe alone (\`sharedMemoryThreshold: false\`), first`, "MB/s", get("sb.ndarrayPipe.first")),
@@ -434,7 +452,8 @@ const lines = [
   row("the same table → pandas DataFrame (`.to_pandas()` in the drop)", "rows/s", get("sb.arrow.in")),
   row("pandas DataFrame (2 numeric columns) → Arrow table", "rows/s", get("sb.arrow.out")),
   row("Arrow table → pandas, a column added → back", "rows/s", get("sb.arrow.roundTrip")),
-  row(`bytes there and back, ${bulkMiB} MiB (from the two above)`, "MB/s", get("sb.bulkRoundTrip")),
+  row(`bytes there and back, ${bulkMiB} MiB, first (from the one-way figures)`, "MB/s", get("sb.bulkRoundTrip")),
+  row(`bytes there and back, ${bulkMiB} MiB, repeated`, "MB/s", get("sb.bulkRoundTripRepeated")),
   row("pool of 2: layer build to first drop result", "ms", get("sb.startUp")),
   row("pool of 2: dispose", "ms", get("sb.dispose")),
   row("pool of 1: layer build to first drop result", "ms", get("sb.startUpOne")),
