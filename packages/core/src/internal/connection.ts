@@ -297,7 +297,7 @@ export const make = (
                 ? new WorkerStartupError({
                   reason: "Version",
                   python: proc.python,
-                  detail: stderr.trim().split("\n").at(-1) ?? "the interpreter is too old"
+                  detail: stderr.trim().split("\n").at(-1) || "the interpreter is older than snakebridge supports (3.10)"
                 })
                 : new WorkerStartupError({
                   reason: e === "timeout" ? "Timeout" : e._tag === "ProtocolError" ? "Handshake" : "Exited",

@@ -151,9 +151,6 @@ class Worker:
     # -- the control thread: cancels, while the main thread runs ---------------------
 
     def watch_control(self, fd: int) -> None:
-        # Here, not before the hello: ctypes costs the start-up ≈ 2 ms, and until this runs the
-        # worker still exits on EOF of its channels (and on a parent gone already, checked inside).
-        die_with_parent()
         reader = FrameReader()
         while True:
             try:
@@ -396,7 +393,13 @@ def main() -> None:
             }
         )
     )
-    threading.Thread(target=worker.watch_control, args=(CONTROL_FD,), name="snakebridge-control", daemon=True).start()
+    def control() -> None:
+        # Armed here, after the hello, not before it: ctypes costs the start-up ≈ 2 ms, and until
+        # then the worker still exits on EOF of its channels (a parent already gone is checked inside).
+        die_with_parent()
+        worker.watch_control(CONTROL_FD)
+
+    threading.Thread(target=control, name="snakebridge-control", daemon=True).start()
     worker.serve(REQUESTS_FD)
 
 
