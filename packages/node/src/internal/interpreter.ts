@@ -5,13 +5,13 @@ import { Chunk, Config, Effect, Option, Stream } from "effect"
 import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs"
 import * as path from "node:path"
 
-/** The interpreter a pool will run, after resolving shims and checking the version. */
+/** The interpreter a pool will run, a shim resolved to the real executable. */
 export interface Interpreter {
   /** The executable as it was asked for. */
   readonly requested: string
   /** How it was chosen. */
   readonly source: "option" | "SNAKEBRIDGE_PYTHON" | "VIRTUAL_ENV" | ".venv" | "PATH"
-  /** The real executable (`sys.executable`): spawning it skips shims such as pyenv's. */
+  /** The executable to spawn: a binary as found, a script's `sys.executable` as its probe printed it. */
   readonly executable: string
 }
 

@@ -29,13 +29,18 @@ class SegmentError(Exception):
     """A segment named in a request could not be mapped."""
 
 
+def _open(pid: int, fd: int, flags: int) -> int:
+    """Opens segment `fd` of process `pid` through /proc."""
+    try:
+        return os.open(f"/proc/{pid}/fd/{fd}", flags)
+    except OSError as e:
+        raise SegmentError(f"cannot open shared memory segment {fd} of process {pid}: {e}") from None
+
+
 def read(pid: int, fd: int, nbytes: int) -> bytes:
     """A copy of the first `nbytes` of a segment of process `pid`, read without mapping it: one
     copy straight into the bytes object (a mapping would fault in every page first)."""
-    try:
-        f = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY)
-    except OSError as e:
-        raise SegmentError(f"cannot open shared memory segment {fd} of process {pid}: {e}") from None
+    f = _open(pid, fd, os.O_RDONLY)
     try:
         data = os.pread(f, nbytes, 0)
         if len(data) < nbytes:  # a regular file gives it all at once; the rest just in case
@@ -64,10 +69,7 @@ class Lent:
         self.mapped: list[tuple[int, mmap.mmap, memoryview]] = []
 
     def map(self, pid: int, fd: int, nbytes: int) -> memoryview:
-        try:
-            f = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR)
-        except OSError as e:
-            raise SegmentError(f"cannot open shared memory segment {fd} of process {pid}: {e}") from None
+        f = _open(pid, fd, os.O_RDWR)
         try:
             mm = mmap.mmap(f, nbytes, mmap.MAP_SHARED)
         except (OSError, ValueError) as e:
