@@ -143,7 +143,9 @@ export class Encoder {
   /** Above 0 while writing a payload whose length is patched afterwards: no parts then. */
   private inline = 0
   private readonly path: Array<string | number> = []
-  private readonly ancestors = new Set<object>()
+  /** The containers being written, outermost first: a cycle is one met again (an array, as
+   * nesting is shallow and a Set per encoding costs more than the search). */
+  private readonly ancestors: Array<object> = []
   /** Segments lent to this encoding (ext 6), given back by whoever sends it. */
   readonly segments: Array<Segment> = []
 
@@ -559,8 +561,8 @@ export class Encoder {
       this.nestedExt(EXT_HANDLE, () => this.int(id))
       return
     }
-    if (this.ancestors.has(v)) throw new EncodeFailure([...this.path], "a cycle cannot cross to Python")
-    this.ancestors.add(v)
+    if (this.ancestors.includes(v)) throw new EncodeFailure([...this.path], "a cycle cannot cross to Python")
+    this.ancestors.push(v)
     const path = this.path
     if (Array.isArray(v)) {
       const n = v.length
@@ -592,7 +594,6 @@ export class Encoder {
       const proto = Object.getPrototypeOf(v)
       if (proto !== Object.prototype && proto !== null) {
         const name = (v as { constructor?: { name?: string } }).constructor?.name ?? "unknown"
-        this.ancestors.delete(v)
         throw new EncodeFailure([...path], `an instance of ${name} has no Python mapping`)
       }
       const keys = Object.keys(v)
@@ -604,7 +605,7 @@ export class Encoder {
         path.pop()
       }
     }
-    this.ancestors.delete(v)
+    this.ancestors.pop()
   }
 }
 

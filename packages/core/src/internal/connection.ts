@@ -105,14 +105,16 @@ export class Waiter {
     listener?.(outcome)
   }
 
-  /** Waits for the outcome as the listener. */
-  readonly wait: Effect.Effect<Delivered, ChannelError> = Effect.async((resume) => {
-    if (this.outcome !== undefined) return resume(this.outcome)
-    this.listener = resume
-    return Effect.sync(() => {
-      this.listener = undefined
+  /** Waits for the outcome as the listener (made on demand: a trivial drop waits by callback). */
+  wait(): Effect.Effect<Delivered, ChannelError> {
+    return Effect.async((resume) => {
+      if (this.outcome !== undefined) return resume(this.outcome)
+      this.listener = resume
+      return Effect.sync(() => {
+        this.listener = undefined
+      })
     })
-  })
+  }
 }
 
 const LEVELS: ReadonlyArray<readonly [number, LogLevel.LogLevel]> = [
@@ -218,6 +220,11 @@ export const make = (
       const reads: Array<SegmentRead> = []
       const msg = decodeMessage(body, options.sharedMemory, reads)
       if (reads.length === 0 && reading === undefined) return deliver(msg, body.length, logs)
+      deliverAfterReads(msg, body.length, reads)
+    }
+
+    // Apart from onMessage, whose closures would otherwise be made for every message.
+    const deliverAfterReads = (msg: WorkerMessage, bytes: number, reads: ReadonlyArray<SegmentRead>) => {
       const shared = options.sharedMemory!
       const delivered: Promise<void> = (reading ?? Promise.resolve())
         .then(() => Promise.all(reads.map((r) => shared.read(r.pid, r.fd, r.into))))
@@ -226,7 +233,7 @@ export const make = (
             for (const r of reads) segmentsRead.push(r.fd)
             flushReleases()
             const later: Array<Log> = []
-            deliver(msg, body.length, later)
+            deliver(msg, bytes, later)
             forwardLogs(later)
           },
           (e) => {
@@ -340,7 +347,7 @@ export const make = (
         proc.control(encodeCancel(id))
         // This runs as an interruption finalizer (uninterruptible): the wait must be made
         // interruptible again, or the timeout could never cut it short.
-        return Effect.interruptible(waiter.wait).pipe(
+        return Effect.interruptible(waiter.wait()).pipe(
           Effect.timeoutOption(options.interruptGrace),
           Effect.matchEffect({
             onFailure: () => Effect.void,
@@ -390,7 +397,7 @@ export const make = (
         Effect.suspend(() => {
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
           const waiter = submit(id, frame, onEmit)
-          return Effect.onExit(waiter.wait, (exit) =>
+          return Effect.onExit(waiter.wait(), (exit) =>
             Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? abandon(id, waiter, onLateOk) : forget(id)
           )
         }),

@@ -122,11 +122,23 @@ export const mapTraceback = (traceback: string): { readonly text: string; readon
   return { text, locations: locations.reverse() }
 }
 
+type Decode = (u: unknown) => Effect.Effect<any, ParseError, any>
+/** One decoder per schema: `returning` is applied once per drop, often with the same schema. */
+const decoders = new WeakMap<Schema.Schema.All, Decode>()
+const decoderOf = <A, I, R>(schema: Schema.Schema<A, I, R>): ((u: unknown) => Effect.Effect<A, ParseError, R>) => {
+  let decode = decoders.get(schema)
+  if (decode === undefined) {
+    decode = Schema.decodeUnknown(schema)
+    decoders.set(schema, decode)
+  }
+  return decode
+}
+
 export const returning: {
   <A, I, R>(schema: Schema.Schema<A, I, R>): (self: Drop) => Effect.Effect<A, DropError | ParseError, Python | R>
   <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>): Effect.Effect<A, DropError | ParseError, Python | R>
 } = dual(2, <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>) => {
-  const decode = Schema.decodeUnknown(schema)
+  const decode = decoderOf(schema)
   return Effect.flatMap(self, (value) => decode(value))
 })
 

@@ -195,6 +195,22 @@ const answer = (
  * not a plain answer, or finds no worker free or shared memory needed, continues on the
  * general path, `otherwise`, metered the same.
  */
+const millisSince = (clock: Clock.Clock, start: bigint): number => Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
+
+/** What continues as an Effect keeps the drop's metrics and what is left of its deadline. */
+const meteredSince = (
+  clock: Clock.Clock,
+  start: bigint,
+  timeout: Duration.Duration | undefined,
+  effect: Effect.Effect<unknown, DropError>
+): Effect.Effect<unknown, DropError> =>
+  Effect.onExit(
+    timeout === undefined
+      ? effect
+      : deadline(Duration.millis(Math.max(0, Duration.toMillis(timeout) - millisSince(clock, start))), effect),
+    (exit) => Effect.sync(() => recordExit(exit, millisSince(clock, start)))
+  )
+
 const runNow = (
   pool: Pool,
   drop: Drop,
@@ -204,25 +220,17 @@ const runNow = (
 ): Effect.Effect<unknown, DropError> =>
   Effect.async<unknown, DropError>((resume) => {
     const start = clock.unsafeCurrentTimeNanos()
-    const elapsed = () => Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
     Metrics.dropsStarted.unsafeUpdate(1, [])
-    const record = (exit: Exit.Exit<unknown, DropError>) => recordExit(exit, elapsed())
-    // What continues as an Effect keeps the drop's metrics and what is left of its deadline.
-    const metered = (effect: Effect.Effect<unknown, DropError>) =>
-      Effect.onExit(
-        timeout === undefined ? effect : deadline(Duration.millis(Math.max(0, Duration.toMillis(timeout) - elapsed())), effect),
-        (exit) => Effect.sync(() => record(exit))
-      )
     const shared = pool.sharedMemory()
     let p: Prepared
     try {
       p = encode(drop, shared)
     } catch (e) {
-      return resume(metered(encodingError(e)))
+      return resume(meteredSince(clock, start, timeout, encodingError(e)))
     }
-    if (p.segments.length > 0) return resume(metered(lent(p, shared, otherwise(p))))
+    if (p.segments.length > 0) return resume(meteredSince(clock, start, timeout, lent(p, shared, otherwise(p))))
     const conn = p.affinity ?? pool.takeNow()
-    if (conn === undefined || !conn.isAlive()) return resume(metered(otherwise(p)))
+    if (conn === undefined || !conn.isAlive()) return resume(meteredSince(clock, start, timeout, otherwise(p)))
     // Given back once, whichever of the reply, the deadline and an interruption comes first.
     let held = p.affinity === undefined
     const giveBack = () => {
@@ -234,24 +242,22 @@ const runNow = (
     const id = nextRequestId++
     const frame = frameFor(drop, conn, id, p, "value", false)
     const waiter = conn.submit(id, frame)
-    const done = (exit: Exit.Exit<unknown, DropError>) => {
-      giveBack()
-      record(exit)
-      resume(exit)
-    }
     // The deadline's timer; whichever of the reply, the deadline and an interruption comes
     // first stops the other two.
     let timer: ReturnType<typeof setTimeout> | undefined
-    const stopTimer = () => {
-      if (timer !== undefined) clearTimeout(timer)
-      timer = undefined
+    const done = (exit: Exit.Exit<unknown, DropError>) => {
+      giveBack()
+      recordExit(exit, millisSince(clock, start))
+      resume(exit)
     }
     waiter.listener = (outcome) => {
-      stopTimer()
+      if (timer !== undefined) clearTimeout(timer)
       if (Exit.isFailure(outcome)) return done(outcome)
       if (outcome.value.reply.t === "ok") return done(Exit.succeed(outcome.value.reply.value))
       const resend = () => send(drop, conn, p, "value", undefined, undefined, true)
-      resume(metered(Effect.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack))))
+      resume(
+        meteredSince(clock, start, timeout, Effect.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack)))
+      )
     }
     if (timeout !== undefined) {
       // A host timer, as Effect's live Clock uses (the caller checked it is that clock):
@@ -262,17 +268,17 @@ const runNow = (
         waiter.listener = undefined
         const stopped = Effect.ensuring(conn.abandon(id, waiter), Effect.sync(giveBack))
         const expired = Effect.zipRight(stopped, Effect.fail(new DropTimeout({ millis })))
-        resume(Effect.onExit(expired, (exit) => Effect.sync(() => record(exit))))
+        resume(Effect.onExit(expired, (exit) => Effect.sync(() => recordExit(exit, millisSince(clock, start)))))
       }, millis)
     }
     return Effect.suspend(() => {
-      stopTimer()
+      if (timer !== undefined) clearTimeout(timer)
       waiter.listener = undefined
       return Effect.ensuring(
         conn.abandon(id, waiter),
         Effect.sync(() => {
           giveBack()
-          record(Exit.interrupt(FiberId.none))
+          recordExit(Exit.interrupt(FiberId.none), millisSince(clock, start))
         })
       )
     })
