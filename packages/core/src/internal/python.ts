@@ -188,13 +188,6 @@ const answer = (
   return Effect.zipRight(annotate, Effect.fail(error))
 }
 
-/**
- * A trivial-path drop in one asynchronous step: encoded, sent to a worker with room now, its
- * reply taken in the channel's callback and its metrics recorded there, with no fiber work
- * between the send and the reply (that work was half of a trivial drop's cost in Node). What is
- * not a plain answer, or finds no worker free or shared memory needed, continues on the
- * general path, `otherwise`, metered the same.
- */
 const millisSince = (clock: Clock.Clock, start: bigint): number => Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
 
 /** What continues as an Effect keeps the drop's metrics and what is left of its deadline. */
@@ -211,6 +204,13 @@ const meteredSince = (
     (exit) => Effect.sync(() => recordExit(exit, millisSince(clock, start)))
   )
 
+/**
+ * A trivial-path drop in one asynchronous step: encoded, sent to a worker with room now, its
+ * reply taken in the channel's callback and its metrics recorded there, with no fiber work
+ * between the send and the reply (that work was half of a trivial drop's cost in Node). What is
+ * not a plain answer, or finds no worker free or shared memory needed, continues on the
+ * general path, `otherwise`, metered the same.
+ */
 const runNow = (
   pool: Pool,
   drop: Drop,
@@ -268,7 +268,7 @@ const runNow = (
         waiter.listener = undefined
         const stopped = Effect.ensuring(conn.abandon(id, waiter), Effect.sync(giveBack))
         const expired = Effect.zipRight(stopped, Effect.fail(new DropTimeout({ millis })))
-        resume(Effect.onExit(expired, (exit) => Effect.sync(() => recordExit(exit, millisSince(clock, start)))))
+        resume(meteredSince(clock, start, undefined, expired))
       }, millis)
     }
     return Effect.suspend(() => {
