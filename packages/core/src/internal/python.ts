@@ -191,12 +191,12 @@ const answer = (
 const millisSince = (clock: Clock.Clock, start: bigint): number => Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
 
 /** What continues as an Effect keeps the drop's metrics and what is left of its deadline. */
-const meteredSince = (
+const meteredSince = <A, R>(
   clock: Clock.Clock,
   start: bigint,
   timeout: Duration.Duration | undefined,
-  effect: Effect.Effect<unknown, DropError>
-): Effect.Effect<unknown, DropError> =>
+  effect: Effect.Effect<A, DropError, R>
+): Effect.Effect<A, DropError, R> =>
   Effect.onExit(
     timeout === undefined
       ? effect
@@ -242,14 +242,14 @@ const runNow = (
     const id = nextRequestId++
     const frame = frameFor(drop, conn, id, p, "value", false)
     const waiter = conn.submit(id, frame)
-    // The deadline's timer; whichever of the reply, the deadline and an interruption comes
-    // first stops the other two.
-    let timer: ReturnType<typeof setTimeout> | undefined
     const done = (exit: Exit.Exit<unknown, DropError>) => {
       giveBack()
       recordExit(exit, millisSince(clock, start))
       resume(exit)
     }
+    // The deadline's timer; whichever of the reply, the deadline and an interruption comes
+    // first stops the other two.
+    let timer: ReturnType<typeof setTimeout> | undefined
     waiter.listener = (outcome) => {
       if (timer !== undefined) clearTimeout(timer)
       if (Exit.isFailure(outcome)) return done(outcome)
@@ -349,7 +349,7 @@ const onWorker = <A>(
   if (!traced) return pool.withWorker((conn) => f(conn, undefined))
   return Effect.clockWith((clock) => {
     const asked = clock.unsafeCurrentTimeNanos()
-    return pool.withWorker((conn) => f(conn, Number(clock.unsafeCurrentTimeNanos() - asked) / 1e6))
+    return pool.withWorker((conn) => f(conn, millisSince(clock, asked)))
   })
 }
 
@@ -394,9 +394,7 @@ const instrument = <A, R>(
     Effect.clockWith((clock) => {
       const start = clock.unsafeCurrentTimeNanos()
       Metrics.dropsStarted.unsafeUpdate(1, [])
-      return Effect.onExit(effect(traced), (exit) =>
-        Effect.sync(() => recordExit(exit, Number(clock.unsafeCurrentTimeNanos() - start) / 1e6))
-      )
+      return meteredSince(clock, start, undefined, effect(traced))
     })
   return Effect.tracerWith((tracer) =>
     tracer === nativeTracer
