@@ -3,7 +3,10 @@
  * same kind of channel), both measured in the same run on the same interpreter, with the
  * ratios between them.
  *
- *   pnpm bench [--quick] [--reps N]
+ *   pnpm bench [--quick] [--reps N] [--no-pretenuring]
+ *
+ * `--no-pretenuring` turns V8's allocation-site pretenuring off for this process before any
+ * drop runs, as an application can at its start (see the README's "Tuning" section).
  *
  * It runs the packages as built (dist), as an application would: loaded from their TypeScript
  * source through tsx, every closure a drop makes would pay for tsx's name keeping (≈ 5 µs of a
@@ -28,12 +31,20 @@ import * as sb from "./snakebridge.js"
 import { figure, type Figure, nowUs, resolvePython, rssMB } from "./stats.js"
 
 const { values: args } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, reps: { type: "string" } }
+  options: {
+    quick: { type: "boolean", default: false },
+    reps: { type: "string" },
+    "no-pretenuring": { type: "boolean", default: false }
+  }
 })
 const quick = args.quick
+const noPretenuring = args["no-pretenuring"]
+if (noPretenuring) setFlagsFromString("--no-allocation-site-pretenuring")
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 // A quick run (CI) does not overwrite the recorded full run.
-const RESULTS = fileURLToPath(new URL(quick ? "./results/quick.md" : "./results/latest.md", import.meta.url))
+const RESULTS = fileURLToPath(
+  new URL(quick ? "./results/quick.md" : noPretenuring ? "./results/latest-no-pretenuring.md" : "./results/latest.md", import.meta.url)
+)
 
 const config = quick
   ? {
@@ -372,7 +383,7 @@ const lines = [
   `- date: ${new Date().toISOString()}`,
   `- machine: nproc ${nproc}, ${cpu}, memory ${mb(os.totalmem())} total (${mb(os.freemem())} free at the end)`,
   `- load average at start: ${load.map((l) => l.toFixed(2)).join(" ")}; \`snakebridge_worker\` processes not ours at start: ${foreignWorkers}`,
-  `- Node ${process.version}, Python ${pythonVersion} at ${python}`,
+  `- Node ${process.version}${noPretenuring ? " with V8's allocation-site pretenuring off (`--no-pretenuring`)" : ""}, Python ${pythonVersion} at ${python}`,
   `- ${config.reps} repetitions (floor and snakebridge interleaved); each figure is the median, with min – max over the repetitions; run took ${elapsedS.toFixed(0)} s`,
   "",
   "## Ratios, snakebridge / floor (same run)",
