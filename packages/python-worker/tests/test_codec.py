@@ -12,9 +12,10 @@ from snakebridge_worker import codec
 
 @pytest.fixture(autouse=True, params=["msgpack", "reference"])
 def decoder(request, monkeypatch):
-    """Every test runs with the C decoder (when msgpack is installed) and with the reference one."""
+    """Every test runs with the C decoder and packer (when msgpack is installed) and with the reference ones."""
     if request.param == "reference":
         monkeypatch.setattr(codec, "_msgpack", None)
+        monkeypatch.setattr(codec, "_packer", None)
     elif codec._msgpack is None:
         pytest.skip("msgpack is not installed")
     return request.param
@@ -99,6 +100,31 @@ def test_malformed_input_is_a_decode_error():
     for bad in (good[:-1], good + b"\x00", b"\xc1", b"\xdd\xff\xff\xff\xff", b"\xd9\x05ab", b"\xa2\xff\xfe"):
         with pytest.raises(codec.DecodeError):
             codec.decode(bad)
+
+
+def test_the_shared_packer_recovers_from_a_value_it_refuses(decoder):
+    if decoder == "reference":
+        pytest.skip("about the C packer")
+    reference = {"t": "ok", "id": 7, "value": "après"}
+    e = codec._Encoder(bytearray())
+    e.value(reference, [], set())
+    expected = b"".join(e.finish())
+    # An int beyond 64 bits and a lone surrogate make the C packer raise mid-way; ours takes over.
+    assert codec.decode(codec.encode({"t": "ok", "id": 1, "value": 2**70})) == {"t": "ok", "id": 1, "value": 2**70}
+    assert codec.decode(codec.encode({"t": "ok", "id": 2, "value": "\ud800"}))["value"] == "\ud800"
+    # Nothing of those is left in the packer: the next reply is exactly what the reference encoder writes.
+    assert codec.encode(reference) == expected
+
+
+def test_one_handles_object_serves_request_after_request():
+    refs = []
+    handles = codec.Handles(lambda hid: refs.append(hid) or f"h{hid}")
+    assert codec.decode(b"\x92\xd4\x03\x05\x01", handles) == ["h5", 1]
+    assert handles.met
+    handles.reset()
+    assert codec.decode(codec.encode([1, 2]), handles) == [1, 2]
+    assert not handles.met and handles.lent is None
+    assert refs == [5]
 
 
 def test_handle_references_resolve_through_the_callback():

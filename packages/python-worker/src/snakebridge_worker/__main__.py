@@ -106,6 +106,7 @@ class Worker:
     def serve(self, fd: int) -> None:
         """Reads requests and runs them one by one, on this thread: no hand-off per request."""
         reader = FrameReader()
+        handles = codec.Handles(HandleRef)
         spin = spin_seconds()
         if spin:
             import select
@@ -134,7 +135,7 @@ class Worker:
                 bodies = list(reader.feed(got) if isinstance(got, bytes) else reader.filled(got))
                 messages = []
                 for body in bodies:
-                    handles = codec.Handles(HandleRef)
+                    handles.reset()
                     msg = codec.decode(body, handles)
                     if isinstance(msg, dict):
                         if handles.met:

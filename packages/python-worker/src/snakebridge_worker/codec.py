@@ -16,6 +16,10 @@ try:  # C-accelerated decoding of small frames when installed; the reference dec
 except ImportError:
     _msgpack = None
 
+# One packer for every small reply (`packb` makes one per call, a third of its cost). Its `pack`
+# runs in C under the GIL and calls no Python code for scalar values: threads can share it.
+_packer = None if _msgpack is None else _msgpack.Packer(use_bin_type=True, strict_types=True)
+
 EXT_TIMESTAMP = -1
 EXT_BIGINT = 1
 EXT_SET = 2
@@ -65,7 +69,7 @@ class DecodeError(Exception):
 
 class Handles:
     """Resolves handle references while decoding a request, and maps the shared memory it names
-    (into `lent`, made when the first segment is met)."""
+    (into `lent`, made when the first segment is met). One serves request after request (`reset`)."""
 
     __slots__ = ("resolve", "lent", "met")
 
@@ -74,9 +78,18 @@ class Handles:
         self.lent = lent
         self.met = False  # whether a handle reference was read
 
+    def reset(self) -> None:
+        """Ready for the next request (the last one's `lent` now belongs to its message)."""
+        self.lent = None
+        self.met = False
+
     def handle(self, hid: int) -> Any:
         self.met = True
         return self.resolve(hid)
+
+    def __call__(self, code: int, payload: bytes) -> Any:
+        """msgpack's ext_hook (the object itself: nothing to make per request)."""
+        return _extension(code, payload, self)
 
 
 # The worker's segments for big arrays in replies; None: every payload goes through the pipe.
@@ -99,12 +112,12 @@ _SCALARS = (type(None), bool, int, float, str)
 
 def encode_parts(value: Any) -> list[Any]:
     """The encoding as buffers to write in order; big payloads are included by reference."""
-    if _msgpack is not None and type(value) is dict and "value" in value and type(value["value"]) in _SCALARS:
+    if _packer is not None and type(value) is dict and "value" in value and type(value["value"]) in _SCALARS:
         # A reply with a scalar value, the common small reply: its other fields are a str and an int.
         try:
-            return [_msgpack.packb(value, use_bin_type=True, strict_types=True)]
+            return [_packer.pack(value)]
         except Exception:  # noqa: BLE001 - ours decides
-            pass
+            _packer.reset()
     e = _Encoder(bytearray())
     try:
         e.value(value, [], set())
@@ -371,34 +384,32 @@ def decode(data: bytes | bytearray | memoryview, handles: Handles | None = None)
 
 def _fast_decode(data: bytes, handles: Handles | None) -> Any:
     """msgpack's C decoder with our extension types; raises on anything it reads differently."""
-    return _msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3, ext_hook=_Extensions(handles))
+    return _msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3, ext_hook=_plain if handles is None else handles)
 
 
-class _Extensions:
-    """msgpack's ext_hook: our extension types, for one request's handles (an object, not a
-    closure made per call: requests are decoded by the thousand per second)."""
+def _extension(code: int, payload: bytes, handles: Handles | None) -> Any:
+    """Our extension types, as msgpack's ext_hook reads them."""
+    if code == EXT_BIGINT:
+        return int(payload.decode("ascii"))
+    if code == EXT_SET:
+        hook = _plain if handles is None else handles
+        elements = _msgpack.unpackb(payload, raw=False, strict_map_key=False, timestamp=3, ext_hook=hook)
+        if not isinstance(elements, list):
+            raise DecodeError("invalid set payload")
+        return {_hashable(e) if isinstance(e, list) else e for e in elements}
+    if code == EXT_HANDLE:
+        hid = _msgpack.unpackb(payload)
+        if not isinstance(hid, int) or isinstance(hid, bool) or handles is None:
+            raise DecodeError("invalid handle payload")
+        return handles.handle(hid)
+    if code in _BUFFER_EXTS:
+        return _buffer_ext(code, payload, handles)
+    raise DecodeError(f"unknown extension type {code}")
 
-    __slots__ = ("handles",)
 
-    def __init__(self, handles: Handles | None) -> None:
-        self.handles = handles
-
-    def __call__(self, code: int, payload: bytes) -> Any:
-        if code == EXT_BIGINT:
-            return int(payload.decode("ascii"))
-        if code == EXT_SET:
-            elements = _msgpack.unpackb(payload, raw=False, strict_map_key=False, timestamp=3, ext_hook=self)
-            if not isinstance(elements, list):
-                raise DecodeError("invalid set payload")
-            return {_hashable(e) if isinstance(e, list) else e for e in elements}
-        if code == EXT_HANDLE:
-            hid = _msgpack.unpackb(payload)
-            if not isinstance(hid, int) or isinstance(hid, bool) or self.handles is None:
-                raise DecodeError("invalid handle payload")
-            return self.handles.handle(hid)
-        if code in _BUFFER_EXTS:
-            return _buffer_ext(code, payload, self.handles)
-        raise DecodeError(f"unknown extension type {code}")
+def _plain(code: int, payload: bytes) -> Any:
+    """The ext_hook of a message without handles (replies, control frames)."""
+    return _extension(code, payload, None)
 
 
 _BUFFER_EXTS = frozenset((EXT_NDARRAY, EXT_SHARED_NDARRAY, EXT_ARROW))
