@@ -129,14 +129,19 @@ const program = Effect.gen(function* () {
   yield* Effect.all(Array.from({ length: concurrency }, () => worker), { concurrency: "unbounded", discard: true })
   yield* Fiber.interrupt(killer)
 
-  // Let restarts finish, then count.
+  // Let restarts finish, then count. A kill in the last moment may not be noticed yet (the pool
+  // still lists that worker): wait until the pool's workers are exactly this process's children.
+  const agree = (ws: ReadonlyArray<{ readonly pid: number }>, children: ReadonlyArray<number>) =>
+    ws.length === workers && children.length === workers && ws.every((w) => children.includes(w.pid))
   yield* Python.workers.pipe(
-    Effect.repeat({ until: (ws) => ws.length === workers, schedule: Schedule.spaced("50 millis") }),
+    Effect.repeat({ until: (ws) => agree(ws, childWorkers()), schedule: Schedule.spaced("50 millis") }),
     Effect.timeout("30 seconds"),
     Effect.ignore
   )
   const live = yield* Python.liveHandles
-  const processes = childWorkers().length
+  const pool = (yield* Python.workers).map((w) => w.pid)
+  const children = childWorkers()
+  const processes = children.length
   const lost = sent - outcomes.size
   const succeeded = [...outcomes.values()].filter((o) => o === "ok").length
   const heapGrowth = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20
@@ -154,12 +159,13 @@ const program = Effect.gen(function* () {
     ["hung (no outcome in 60 s)", String(hung)],
     ["live handles at the end", String(live)],
     ["worker processes alive", `${processes} (pool of ${workers})`],
+    ["worker pids: the pool's / this process's children", `${pool.join(", ")} / ${children.join(", ")}`],
     ["Node heap growth", `${heapGrowth.toFixed(1)} MiB`],
     ["Node RSS growth", `${rssGrowth.toFixed(1)} MiB`]
   ]
   console.log("\n| soak | |\n| --- | --- |")
   for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
-  const ok = lost === 0 && duplicated === 0 && wrong === 0 && hung === 0 && live === 0 && processes === workers
+  const ok = lost === 0 && duplicated === 0 && wrong === 0 && hung === 0 && live === 0 && agree(pool.map((pid) => ({ pid })), children)
   console.log(ok ? "\nsoak: OK" : "\nsoak: FAILED")
   if (!ok) process.exitCode = 1
 })
