@@ -192,6 +192,21 @@ time.sleep(30)
         expect(yield* py`1 + 1`).toBe(2)
       }))
 
+    it.effect("a worker killed just after it names a segment of its own: WorkerLost (the segment went with it), not ProtocolError", () =>
+      Effect.gen(function* () {
+        const [before] = yield* Python.workers
+        const error = yield* Effect.flip(py`
+import numpy as np, os, signal, snakebridge
+# Node reads the second array only once it has read the first (32 MiB): by then this process is gone.
+snakebridge.emit(np.full(2**22, 1.0))
+snakebridge.emit(np.full(2**18, 2.0))
+os.kill(os.getpid(), signal.SIGKILL)
+`.pipe(Drop.onProgress(() => Effect.void)))
+        expect(error).toMatchObject({ _tag: "WorkerLost", workerId: before!.id, signal: "SIGKILL" })
+        yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before!.pid)
+        expect(yield* py`1 + 1`).toBe(2)
+      }))
+
     it.effect("a worker killed with SIGKILL mid-drop: WorkerLost, its segment closed, not reused; the next worker serves", () =>
       Effect.gen(function* () {
         const before = nodeSegments()

@@ -86,6 +86,9 @@ export interface Connection {
 
 const STALE_SET_LIMIT = 4096
 
+/** How long a worker whose segment cannot be read has to turn out dead before that is a protocol error. */
+const EXIT_WAIT = Duration.millis(250)
+
 /**
  * The outcome of one request: completed once, by its reply or by the channel's death, and
  * given to one listener at a time: the request's fiber (then, after an interruption, the
@@ -238,7 +241,14 @@ export const make = (
           },
           (e) => {
             const detail = `cannot read shared memory of process ${proc.pid}: ${e instanceof Error ? e.message : String(e)}`
-            runFork(protocolFailure(new ProtocolError({ workerId, detail })))
+            // A worker killed just after it named its segment took the segment with it: its death,
+            // which the end of its channel reports as WorkerLost, is the outcome, not a protocol error.
+            runFork(
+              proc.exited.pipe(
+                Effect.timeoutOption(EXIT_WAIT),
+                Effect.flatMap((exit) => Option.isSome(exit) ? Effect.void : protocolFailure(new ProtocolError({ workerId, detail })))
+              )
+            )
           }
         )
         .finally(() => {
