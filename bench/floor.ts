@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { latencyRep, type LatencyRep, nowUs } from "./stats.js"
+import { cpuMeter, latencyRep, type LatencyRep, nowUs } from "./stats.js"
 
 const ECHO_SCRIPT = fileURLToPath(new URL("./floor_echo.py", import.meta.url))
 
@@ -47,6 +47,10 @@ export class FloorPeer {
   private failure: Error | undefined
   private onFailure: (error: Error) => void = () => {}
   readonly exited: Promise<void>
+
+  get pid(): number {
+    return this.child.pid!
+  }
 
   constructor(python: string) {
     this.child = spawn(python, [ECHO_SCRIPT], { stdio: ["ignore", "inherit", "inherit", "pipe", "pipe"] })
@@ -184,13 +188,14 @@ export const sequential = async (peer: FloorPeer, n: number, budgetMs: number): 
   const samples: Array<number> = []
   const deadline = nowUs() + budgetMs * 1e3
   const start = nowUs()
+  const cpu = cpuMeter(peer.pid)
   for (let i = 0; i < n && nowUs() < deadline; i++) {
     const t = nowUs()
     const reply = await peer.roundTrip(tinyBody(i))
     samples.push(nowUs() - t)
     if (reply.readUInt32BE(4) !== i >>> 0) throw new Error("floor: echo mismatch")
   }
-  return latencyRep(samples, nowUs() - start)
+  return latencyRep(samples, nowUs() - start, cpu(samples.length))
 }
 
 /**
@@ -201,6 +206,7 @@ export const sequentialExecJson = async (peer: FloorPeer, n: number, budgetMs: n
   const samples: Array<number> = []
   const deadline = nowUs() + budgetMs * 1e3
   const start = nowUs()
+  const cpu = cpuMeter(peer.pid)
   for (let i = 0; i < n && nowUs() < deadline; i++) {
     const t = nowUs()
     const reply = await peer.roundTrip(Buffer.from("j" + JSON.stringify(["_r = _a + 1", i])))
@@ -208,7 +214,7 @@ export const sequentialExecJson = async (peer: FloorPeer, n: number, budgetMs: n
     samples.push(nowUs() - t)
     if (value !== i + 1) throw new Error("floor: exec mismatch")
   }
-  return latencyRep(samples, nowUs() - start)
+  return latencyRep(samples, nowUs() - start, cpu(samples.length))
 }
 
 /** `total` tiny messages with `inFlight` outstanding at all times; messages per second. */

@@ -28,7 +28,7 @@ import * as arrays from "./arrays.js"
 import * as floor from "./floor.js"
 import * as peers from "./peers/peers.js"
 import * as sb from "./snakebridge.js"
-import { figure, type Figure, nowUs, resolvePython, rssMB } from "./stats.js"
+import { figure, type Figure, type LatencyRep, nowUs, resolvePython, rssMB } from "./stats.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -138,6 +138,12 @@ const note = (text: string) => {
 }
 const log = (text: string) => process.stderr.write(`bench: ${text}\n`)
 
+/** The CPU per operation of a sequential loop, where it was measured. */
+const recordCpu = (name: string, rep: LatencyRep) => {
+  if (rep.nodeCpuUs !== undefined) record(`${name}.nodeCpu`, rep.nodeCpuUs)
+  if (rep.pythonCpuUs !== undefined && Number.isFinite(rep.pythonCpuUs)) record(`${name}.pythonCpu`, rep.pythonCpuUs)
+}
+
 const checkCount = (label: string, got: number, wanted: number) => {
   if (got < wanted) note(`${label}: the time budget stopped the loop after ${got} of ${wanted}`)
 }
@@ -150,12 +156,14 @@ const floorRep = async () => {
     record("floor.seq.p50", seq.p50)
     record("floor.seq.p99", seq.p99)
     record("floor.seq.rate", seq.perSecond)
+    recordCpu("floor.seq", seq)
     checkCount("floor sequential", seq.count, config.floorSeq)
     await floor.sequentialExecJson(peer, config.warmup, BUDGET_MS)
     const exec = await floor.sequentialExecJson(peer, config.floorSeq, BUDGET_MS)
     record("floor.exec.p50", exec.p50)
     record("floor.exec.p99", exec.p99)
     record("floor.exec.rate", exec.perSecond)
+    recordCpu("floor.exec", exec)
     checkCount("floor exec+JSON", exec.count, config.floorSeq)
     await floor.pipelined(peer, config.warmup * 10, 64, TIMEOUT_MS)
     record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
@@ -212,11 +220,13 @@ const sbRep = async () => {
     record("sb.drop.p50", drop.p50)
     record("sb.drop.p99", drop.p99)
     record("sb.drop.rate", drop.perSecond)
+    recordCpu("sb.drop", drop)
     checkCount("trivial drop", drop.count, config.sbSeq)
     const call = await run("call", sb.sequentialCall(config.sbSeq, BUDGET_MS))
     record("sb.call.p50", call.p50)
     record("sb.call.p99", call.p99)
     record("sb.call.rate", call.perSecond)
+    recordCpu("sb.call", call)
     checkCount("Python.call", call.count, config.sbSeq)
     const handleDrop = await run("handle drop", sb.sequentialHandleDrop(config.sbSeq, BUDGET_MS))
     record("sb.hdrop.p50", handleDrop.p50)
@@ -427,9 +437,13 @@ const lines = [
   row("tiny round trip, sequential, p50", "µs", get("floor.seq.p50")),
   row("tiny round trip, sequential, p99", "µs", get("floor.seq.p99")),
   row("tiny round trip, sequential", "calls/s", get("floor.seq.rate")),
+  row("tiny round trip, Node's CPU per round trip", "µs", get("floor.seq.nodeCpu")),
+  row("tiny round trip, the echo process's CPU per round trip", "µs", get("floor.seq.pythonCpu")),
   row("+ cached exec and JSON, p50", "µs", get("floor.exec.p50")),
   row("+ cached exec and JSON, p99", "µs", get("floor.exec.p99")),
   row("+ cached exec and JSON", "calls/s", get("floor.exec.rate")),
+  row("+ cached exec and JSON, Node's CPU per round trip", "µs", get("floor.exec.nodeCpu")),
+  row("+ cached exec and JSON, the echo process's CPU per round trip", "µs", get("floor.exec.pythonCpu")),
   row("pipelined, 64 in flight", "msg/s", get("floor.pipelined")),
   row(`bulk Node → Python, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkIn")),
   row(`bulk Python → Node, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkOut")),
@@ -445,9 +459,13 @@ const lines = [
   row("trivial drop `return ${x} + 1`, p50", "µs", get("sb.drop.p50")),
   row("trivial drop, p99", "µs", get("sb.drop.p99")),
   row("trivial drop, sequential", "calls/s", get("sb.drop.rate")),
+  row("trivial drop, Node's CPU per drop", "µs", get("sb.drop.nodeCpu")),
+  row("trivial drop, the worker's CPU per drop (with its poll for the next request)", "µs", get("sb.drop.pythonCpu")),
   row('`Python.call("operator.add", [x, 1])`, p50', "µs", get("sb.call.p50")),
   row("`Python.call`, p99", "µs", get("sb.call.p99")),
   row("`Python.call`, sequential", "calls/s", get("sb.call.rate")),
+  row("`Python.call`, Node's CPU per call", "µs", get("sb.call.nodeCpu")),
+  row("`Python.call`, the worker's CPU per call", "µs", get("sb.call.pythonCpu")),
   row("drop with a handle argument `${h}[0] + ${x}`, p50", "µs", get("sb.hdrop.p50")),
   row("drop with a handle argument, p99", "µs", get("sb.hdrop.p99")),
   row("drop with a handle argument, sequential", "calls/s", get("sb.hdrop.rate")),

@@ -6,7 +6,7 @@ import { Drop, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Schema } from "effect"
 import { withTimeout } from "./floor.js"
-import { latencyRep, type LatencyRep, nowUs, processRssMB, rssMB } from "./stats.js"
+import { cpuMeter, latencyRep, type LatencyRep, nowUs, processRssMB, rssMB } from "./stats.js"
 
 /** Only warnings and worse: the pool's start-up line is not part of the measurement output. */
 const quiet = Logger.minimumLogLevel(LogLevel.Warning)
@@ -36,18 +36,21 @@ const sequentialOf = <E, R>(
   budgetMs: number,
   make: (i: number) => Effect.Effect<number, E, R>,
   expected: (i: number) => number
-): Effect.Effect<LatencyRep, E | Error, R> =>
+): Effect.Effect<LatencyRep, E | Error, R | Python.Python> =>
   Effect.gen(function* () {
     const samples: Array<number> = []
+    // The runtime of these loops has one worker.
+    const [worker] = yield* Python.workers
     const deadline = nowUs() + budgetMs * 1e3
     const start = nowUs()
+    const cpu = cpuMeter(worker!.pid)
     for (let i = 0; i < n && nowUs() < deadline; i++) {
       const t = nowUs()
       const value = yield* make(i)
       samples.push(nowUs() - t)
       if (value !== expected(i)) return yield* Effect.fail(new Error(`unexpected result ${value} for ${i}`))
     }
-    return latencyRep(samples, nowUs() - start)
+    return latencyRep(samples, nowUs() - start, cpu(samples.length))
   })
 
 export const sequentialDrop = (n: number, budgetMs: number) => sequentialOf(n, budgetMs, inc, (i) => i + 1)

@@ -45,14 +45,48 @@ export interface LatencyRep {
   readonly perSecond: number
   /** How many samples: fewer than asked when the time budget ran out. */
   readonly count: number
+  /** CPU per operation, where measured (10 ms resolution for the Python process: long loops only). */
+  readonly nodeCpuUs?: number
+  readonly pythonCpuUs?: number
 }
 
-export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number): LatencyRep => ({
+export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number, cpu?: CpuPerOp): LatencyRep => ({
   p50: quantile(samplesUs, 0.5),
   p99: quantile(samplesUs, 0.99),
   perSecond: (samplesUs.length / totalUs) * 1e6,
-  count: samplesUs.length
+  count: samplesUs.length,
+  ...cpu
 })
+
+/** CPU time per operation, in µs: this Node process's, and the Python process's at the other end. */
+export interface CpuPerOp {
+  readonly nodeCpuUs: number
+  readonly pythonCpuUs: number
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (Linux's USER_HZ). */
+const CLOCK_TICKS = 100
+
+/** CPU time (user + system) of another process so far, in µs, from /proc; NaN where unreadable. */
+const processCpuUs = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** Starts measuring CPU time of this process and the Python process `pid`; the result divides by `ops`. */
+export const cpuMeter = (pid: number) => {
+  const node = process.cpuUsage()
+  const python = processCpuUs(pid)
+  return (ops: number): CpuPerOp => {
+    const used = process.cpuUsage(node)
+    return { nodeCpuUs: (used.user + used.system) / ops, pythonCpuUs: (processCpuUs(pid) - python) / ops }
+  }
+}
 
 /**
  * The interpreter every part of the benchmark uses: the project's `.venv` if present
