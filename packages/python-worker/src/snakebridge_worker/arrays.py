@@ -121,10 +121,15 @@ def table_ipc(v: Any) -> memoryview | None:
         v = pa.Table.from_batches([v])
     elif not isinstance(v, pa.Table):
         return None
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, v.schema) as writer:
+    # Written twice: once to count its bytes, then into one buffer of that size. A growing
+    # BufferOutputStream copies the stream each time it doubles, into new memory each time.
+    size = pa.MockOutputStream()
+    with pa.ipc.new_stream(size, v.schema) as writer:
         writer.write_table(v)
-    return memoryview(sink.getvalue())
+    buffer = pa.allocate_buffer(size.size())
+    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), v.schema) as writer:
+        writer.write_table(v)
+    return memoryview(buffer)
 
 
 def table_from(data: memoryview) -> Any:
