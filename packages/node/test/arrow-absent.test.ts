@@ -14,4 +14,13 @@ layer(NodePython.layer({ workers: 1 }), { excludeTestServices: true })("Arrow wi
       expect(e.detail).toContain('import "@snakebridge/core/Arrow"')
       expect(yield* py`1 + 1`).toBe(2)
     }))
+
+  it.effect("a table big enough for shared memory fails the same way, once its segment is read", () =>
+    Effect.gen(function* () {
+      const e = yield* Effect.flip(py`import pandas as pd; pd.DataFrame({"a": range(100_000)})`)
+      expect(e._tag).toBe("EncodeError")
+      if (e._tag !== "EncodeError") return
+      expect(e.detail).toContain('import "@snakebridge/core/Arrow"')
+      expect(yield* py`1 + 1`).toBe(2)
+    }))
 })

@@ -1,5 +1,7 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Drop, NdArray, py, Python } from "@snakebridge/core"
+import * as Arrow from "@snakebridge/core/Arrow"
+import { tableFromArrays } from "apache-arrow"
 import { NodePython } from "@snakebridge/node"
 import { Chunk, Effect, Layer, Logger, Schema, Stream } from "effect"
 import * as fs from "node:fs"
@@ -130,6 +132,41 @@ np.arange(3 * 2**20, dtype=np.float32).reshape(3, 2**20)
         expect((yield* workerSegments).mapped).toBe(0)
       }))
 
+    it.effect("Arrow tables above the threshold cross through shared memory both ways, intact; a kept table keeps its segment", () =>
+      Effect.gen(function* () {
+        const rows = 200_000
+        const table = tableFromArrays({ x: ramp(rows), n: Int32Array.from({ length: rows }, (_, i) => i % 7) })
+        // Into Python: a pyarrow Table over the mapping of Node's segment.
+        const seenThere = yield* py`
+import pyarrow.compute as pc
+t = ${table}
+with open("/proc/self/maps") as maps:
+    mapped = sum("/dev/shm/snakebridge-" in line for line in maps)
+return [t.num_rows, pc.sum(t["x"]).as_py(), pc.sum(t["n"]).as_py(), mapped]
+`.pipe(Drop.returning(Schema.Tuple(Schema.Number, Schema.Number, Schema.Number, Schema.Number)))
+        expect(seenThere).toEqual([rows, (rows * (rows - 1)) / 2, Array.from({ length: rows }, (_, i) => i % 7).reduce((a, b) => a + b, 0), 1])
+        // Back to Node: out of a segment of the worker's own (tests/test_shm.py shows the encoding).
+        const back = yield* py`
+import numpy as np, pyarrow as pa
+pa.table({"x": np.arange(${rows}, dtype=np.float64) * 2})
+`.pipe(Drop.returning(Arrow.schema))
+        expect(back.numRows).toBe(rows)
+        expect(back.getChild("x")!.get(rows - 1)).toBe(2 * (rows - 1))
+        // A table the drop keeps: its segment is never written again.
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const kept = yield* Drop.handle(py`${table}`)
+            const other = tableFromArrays({ x: new Float64Array(rows).fill(-1), n: new Int32Array(rows) })
+            expect(yield* py`${other}.num_rows`).toBe(rows)
+            expect(yield* py`
+import pyarrow.compute as pc
+pc.sum(${kept}["x"]).as_py()
+`).toBe((rows * (rows - 1)) / 2)
+          })
+        )
+        expect((yield* workerSegments).mapped).toBe(0)
+      }))
+
     it.effect("a drop that raises gives its segment back for reuse", () =>
       Effect.gen(function* () {
         const before = nodeSegments()
@@ -209,7 +246,10 @@ os.kill(os.getpid(), signal.SIGKILL)
 
     it.effect("a worker killed with SIGKILL mid-drop: WorkerLost, its segment closed, not reused; the next worker serves", () =>
       Effect.gen(function* () {
+        // A segment given back for reuse, which the next array takes.
+        expect(yield* py`float(${ramp(MiB / 8)}[3])`).toBe(3)
         const before = nodeSegments()
+        expect(before).toBeGreaterThan(0)
         const error = yield* Effect.flip(py`
 import os, signal
 a = ${ramp(MiB / 8)}

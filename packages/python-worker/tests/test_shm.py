@@ -97,6 +97,40 @@ def test_encoding_puts_big_arrays_in_the_outbox_and_decoding_maps_them():
         codec.use_outbox(None)
 
 
+def test_big_arrow_tables_go_through_shared_memory_both_ways():
+    pa = pytest.importorskip("pyarrow")
+    from snakebridge_worker import arrays
+
+    t = pa.table({"x": np.arange(MiB // 4, dtype=np.float64), "n": np.arange(MiB // 4, dtype=np.int32) % 7})
+    out = shm.Outbox(MiB)
+    codec.use_outbox(out)
+    try:
+        body = codec.encode({"t": t})
+        # ext 6 with the Arrow code and one dimension, the stream's length: the segment holds it.
+        assert len(body) < 200 and len(out.busy) == 1 and b"\x06a\x01" in body
+        ((_, (_, _, mm)),) = out.busy.items()
+        n = arrays.table_ipc(t).nbytes
+        ipc = bytes(mm[:n])
+    finally:
+        codec.use_outbox(None)
+    assert pa.ipc.open_stream(ipc).read_all().equals(t)
+    # From Node: a table over the mapping of the segment it lent, not a copy.
+    fd = node_segment(ipc)
+    lent = shm.Lent()
+    got = codec.decode(shared_ext("a", (n,), fd, n), codec.Handles(lambda h: h, lent))
+    assert got.equals(t) and mappings() == 1
+    assert lent.close() == [fd]  # a table still held keeps its segment, as an array does
+    os.close(fd)
+    assert got.column("n")[12].as_py() == 12 % 7
+    del got
+    assert mappings() == 0
+    with pytest.raises(codec.DecodeError, match="an Arrow stream of shape"):
+        codec.decode(shared_ext("a", (2, n // 2), 999999, n), codec.Handles(lambda h: h, shm.Lent()))
+    inline = codec.encode(np.zeros(8, dtype=np.uint8))
+    with pytest.raises(codec.DecodeError, match="Arrow streams travel as ext 5"):
+        codec.decode(inline.replace(b"\x04B", b"\x04a"))
+
+
 def shared_ext(code: str, shape: tuple[int, ...], fd: int, nbytes: int) -> bytes:
     """ext 6 as Node writes it: the head of ext 4 (pad 0), then pid, fd and byte length."""
     head = bytes((ord(code), len(shape), 0)) + b"".join(struct.pack(">I", d) for d in shape)

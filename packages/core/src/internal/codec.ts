@@ -36,6 +36,8 @@ export interface SegmentRead {
   readonly pid: number
   readonly fd: number
   readonly into: Uint8Array
+  /** An Arrow stream: its table can be made only once read, by decoding the message again (`filled`). */
+  readonly table: boolean
 }
 
 /** Thrown inside the decoder; turned into a `ProtocolError` by the caller. */
@@ -64,6 +66,8 @@ export interface TableCodec {
 
 let tables: TableCodec | undefined
 
+const ARROW_MISSING = "an Arrow table came back: import \"@snakebridge/core/Arrow\" (and install apache-arrow) to receive it"
+
 export const registerTables = (codec: TableCodec): void => {
   tables = codec
 }
@@ -86,6 +90,8 @@ const NDARRAY_TYPES: ReadonlyArray<readonly [TypedArrayConstructor, number]> = [
 const NDARRAY_CODE = new Map<Function, number>([...NDARRAY_TYPES, [Uint8ClampedArray, 0x42]])
 /** ext 6 with this code (`s`) carries a `Uint8Array` that Python receives as `bytes`. */
 const BYTES_CODE = 0x73
+/** The element code of ext 6 that carries an Arrow IPC stream (a big table, either way). */
+const ARROW_CODE = 0x61
 const NDARRAY_TYPE = new Map(NDARRAY_TYPES.map(([ctor, code]) => [code, ctor]))
 
 /** Typed arrays travel in the host's byte order, which the format fixes as little-endian. */
@@ -452,6 +458,10 @@ export class Encoder {
     } catch (e) {
       throw new EncodeFailure([...this.path], `an Arrow table failed to serialise: ${e instanceof Error ? e.message : String(e)}`)
     }
+    if (this.shared !== undefined && ipc.length >= this.shared.threshold) {
+      const segment = this.shared.lend(ipc)
+      if (segment !== undefined) return this.sharedNdarray(ARROW_CODE, [ipc.length], ipc.length, segment)
+    }
     this.extHeader32(EXT_ARROW, ipc.length)
     this.bulk(ipc)
   }
@@ -624,7 +634,9 @@ export class Decoder {
 
   constructor(
     readonly buf: Uint8Array,
-    readonly shared?: SharedMemory
+    readonly shared?: SharedMemory,
+    /** The second decoding of a message whose segments are read: their bytes, by fd. */
+    readonly filled?: ReadonlyMap<number, Uint8Array>
   ) {}
 
   private get view(): DataView {
@@ -840,17 +852,47 @@ export class Decoder {
   }
 
   /** ext 6 (see `Encoder.sharedNdarray`): the elements are read out of the worker's segment. */
-  private sharedNdarray(start: number, end: number): NdArray.TypedArray | NdArray.NdArray {
+  private sharedNdarray(start: number, end: number): unknown {
+    if (this.buf[start] === ARROW_CODE) return this.sharedTable(start, end)
     const { Ctor, at, count, shape, size } = this.ndarrayHead(start, end)
+    const { length, into } = this.segment(at, end, count * size, false)
+    if (length !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${length} bytes`)
+    return shaped(new Ctor(into.buffer, 0, count), shape)
+  }
+
+  /** ext 6 with an Arrow stream: null until the segment is read, the table in the second decoding. */
+  private sharedTable(start: number, end: number): unknown {
+    if (end - start !== 3 + 4 + 16 || this.buf[start + 1] !== 1) throw new DecodeFailure("invalid shared Arrow payload")
+    const { length, into } = this.segment(start + 7, end, this.get32(start + 3), true)
+    if (this.filled === undefined) return null
+    if (tables === undefined) {
+      this.unsupported ??= ARROW_MISSING
+      return null
+    }
+    return this.fromIPC(into.subarray(0, length))
+  }
+
+  /** The segment named at `at` (pid, fd, byte length): its bytes, read already or to be read. */
+  private segment(at: number, end: number, expected: number, table: boolean) {
     if (end - at !== 16) throw new DecodeFailure("invalid shared typed array payload")
     const pid = this.get32(at)
     const fd = this.get32(at + 4)
     const length = Number(this.view.getBigUint64(at + 8))
-    if (length !== count * size) throw new DecodeFailure(`an array of shape [${shape.join(", ")}] does not match its ${length} bytes`)
+    if (length !== expected) throw new DecodeFailure(`a shared payload of ${expected} bytes claims ${length}`)
     if (this.shared === undefined) throw new DecodeFailure("shared memory where none was offered")
+    const filled = this.filled?.get(fd)
+    if (filled !== undefined && filled.length === length) return { length, into: filled }
     const into = new Uint8Array(length)
-    this.reads.push({ pid, fd, into })
-    return shaped(new Ctor(into.buffer, 0, count), shape)
+    this.reads.push({ pid, fd, into, table })
+    return { length, into }
+  }
+
+  private fromIPC(ipc: Uint8Array): unknown {
+    try {
+      return tables!.fromIPC(ipc)
+    } catch (e) {
+      throw new DecodeFailure(`invalid Arrow IPC stream: ${e instanceof Error ? e.message : String(e)}`)
+    }
   }
 
   private array(n: number): Array<unknown> {
@@ -919,14 +961,10 @@ export class Decoder {
         this.pos = end
         if (tables === undefined) {
           // Not a protocol fault: this value alone cannot be read here, the reply fails with it.
-          this.unsupported ??= "an Arrow table came back: import \"@snakebridge/core/Arrow\" (and install apache-arrow) to receive it"
+          this.unsupported ??= ARROW_MISSING
           return null
         }
-        try {
-          return tables.fromIPC(this.ownsMostOf(n) ? this.buf.subarray(start, end) : this.copy(start, end))
-        } catch (e) {
-          throw new DecodeFailure(`invalid Arrow IPC stream: ${e instanceof Error ? e.message : String(e)}`)
-        }
+        return this.fromIPC(this.ownsMostOf(n) ? this.buf.subarray(start, end) : this.copy(start, end))
       }
     }
     throw new DecodeFailure(`unknown extension type ${type}`)

@@ -223,11 +223,11 @@ export const make = (
       const reads: Array<SegmentRead> = []
       const msg = decodeMessage(body, options.sharedMemory, reads)
       if (reads.length === 0 && reading === undefined) return deliver(msg, body.length, logs)
-      deliverAfterReads(msg, body.length, reads)
+      deliverAfterReads(msg, body, reads)
     }
 
     // Apart from onMessage, whose closures would otherwise be made for every message.
-    const deliverAfterReads = (msg: WorkerMessage, bytes: number, reads: ReadonlyArray<SegmentRead>) => {
+    const deliverAfterReads = (first: WorkerMessage, body: Uint8Array, reads: ReadonlyArray<SegmentRead>) => {
       const shared = options.sharedMemory!
       const delivered: Promise<void> = (reading ?? Promise.resolve())
         .then(() => Promise.all(reads.map((r) => shared.read(r.pid, r.fd, r.into))))
@@ -235,8 +235,18 @@ export const make = (
           () => {
             for (const r of reads) segmentsRead.push(r.fd)
             flushReleases()
+            let msg = first
+            if (reads.some((r) => r.table)) {
+              try {
+                msg = decodeMessage(body, shared, undefined, new Map(reads.map((r) => [r.fd, r.into])))
+              } catch (e) {
+                const detail = e instanceof DecodeFailure ? e.detail : String(e)
+                runFork(protocolFailure(new ProtocolError({ workerId, detail })))
+                return
+              }
+            }
             const later: Array<Log> = []
-            deliver(msg, bytes, later)
+            deliver(msg, body.length, later)
             forwardLogs(later)
           },
           (e) => {

@@ -328,8 +328,17 @@ export const encodeClose = (stream: number): Uint8Array => {
  * Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. Arrays in the
  * worker's segments (ext 6) are added to `reads`: the message is whole once they are read.
  */
-export const decodeMessage = (body: Uint8Array, shared?: SharedMemory, reads?: Array<SegmentRead>): WorkerMessage => {
-  const d = new Decoder(body, shared)
+/**
+ * Decodes a worker's message; the segments it names are added to `reads`. A message with an Arrow
+ * stream in a segment is decoded again once those are read, with their bytes as `filled`.
+ */
+export const decodeMessage = (
+  body: Uint8Array,
+  shared?: SharedMemory,
+  reads?: Array<SegmentRead>,
+  filled?: ReadonlyMap<number, Uint8Array>
+): WorkerMessage => {
+  const d = new Decoder(body, shared, filled)
   const m = d.value() as Record<string, unknown> | null
   if (d.reads.length > 0) reads?.push(...d.reads)
   if (d.pos !== body.length) throw new DecodeFailure("trailing bytes after the message")

@@ -29,6 +29,8 @@ EXT_ARROW = 5
 EXT_SHARED_NDARRAY = 6
 # The element code of ext 6 that carries bytes (a big Uint8Array from Node), not an array.
 BYTES_CODE = "s"
+# The element code of ext 6 that carries an Arrow IPC stream (a big table, either way).
+ARROW_CODE = "a"
 
 # Binary payloads at least this long are not copied into the encoding: they become parts of it,
 # written to the channel from where they are (one writev).
@@ -231,6 +233,14 @@ class _Encoder:
         self.bulk(data)
 
     def table(self, ipc: memoryview) -> None:
+        """ext 5; a big one goes through shared memory instead when it can (ext 6, ARROW_CODE)."""
+        if _outbox is not None and ipc.nbytes >= _outbox.threshold:
+            ref = _outbox.put(ipc)
+            if ref is not None:
+                self.segments.append(ref[1])
+                head = bytes((ord(ARROW_CODE), 1, 0)) + _I.pack(ipc.nbytes)
+                self.ext(EXT_SHARED_NDARRAY, head + _SEGMENT.pack(ref[0], ref[1], ipc.nbytes))
+                return
         self.out += b"\xc9" + _I.pack(ipc.nbytes) + _b.pack(EXT_ARROW)
         self.bulk(ipc)
 
@@ -552,7 +562,7 @@ def _ndarray_head(view: memoryview) -> tuple[str, tuple[int, ...], int, int]:
     if len(view) < 3:
         raise DecodeError("invalid typed array payload")
     code, ndim, pad = chr(view[0]), view[1], view[2]
-    if code not in arrays.ITEMSIZE and code != BYTES_CODE:
+    if code not in arrays.ITEMSIZE and code != BYTES_CODE and code != ARROW_CODE:
         raise DecodeError(f"unknown typed array code {code!r}")
     at = 3 + 4 * ndim
     if len(view) < at + pad:
@@ -572,6 +582,8 @@ def _ndarray(payload: Any) -> Any:
         raise DecodeError(f"an array of shape {shape} does not match its {len(data)} bytes")
     if code == BYTES_CODE:
         raise DecodeError("bytes travel as bin, or in shared memory (ext 6)")
+    if code == ARROW_CODE:
+        raise DecodeError("Arrow streams travel as ext 5, or in shared memory (ext 6)")
     return arrays.ndarray_from(code, shape, data)
 
 
@@ -586,6 +598,8 @@ def _shared_ndarray(payload: Any, handles: Handles | None) -> Any:
         raise DecodeError(f"an array of shape {shape} does not match its {length} bytes")
     if handles is None:
         raise DecodeError("shared memory where none is allowed")
+    if code == ARROW_CODE and len(shape) != 1:
+        raise DecodeError(f"an Arrow stream of shape {shape}")
     try:
         if code == BYTES_CODE:
             if len(shape) != 1:
@@ -596,6 +610,9 @@ def _shared_ndarray(payload: Any, handles: Handles | None) -> Any:
         data = handles.lent.map(pid, fd, nbytes)
     except shm.SegmentError as e:
         raise DecodeError(str(e)) from None
+    if code == ARROW_CODE:
+        # A table over the mapping, not a copy: kept by the drop, it keeps the segment as an array does.
+        return arrays.table_from(data)
     return arrays.ndarray_from(code, shape, data)
 
 
