@@ -131,10 +131,10 @@ const program = Effect.gen(function* () {
 
   // Let restarts finish, then count. A kill in the last moment may not be noticed yet (the pool
   // still lists that worker): wait until the pool's workers are exactly this process's children.
-  const agree = (ws: ReadonlyArray<{ readonly pid: number }>, children: ReadonlyArray<number>) =>
-    ws.length === workers && children.length === workers && ws.every((w) => children.includes(w.pid))
+  const agree = (pids: ReadonlyArray<number>, children: ReadonlyArray<number>) =>
+    pids.length === workers && children.length === workers && pids.every((pid) => children.includes(pid))
   yield* Python.workers.pipe(
-    Effect.repeat({ until: (ws) => agree(ws, childWorkers()), schedule: Schedule.spaced("50 millis") }),
+    Effect.repeat({ until: (ws) => agree(ws.map((w) => w.pid), childWorkers()), schedule: Schedule.spaced("50 millis") }),
     Effect.timeout("30 seconds"),
     Effect.ignore
   )
@@ -165,7 +165,7 @@ const program = Effect.gen(function* () {
   ]
   console.log("\n| soak | |\n| --- | --- |")
   for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
-  const ok = lost === 0 && duplicated === 0 && wrong === 0 && hung === 0 && live === 0 && agree(pool.map((pid) => ({ pid })), children)
+  const ok = lost === 0 && duplicated === 0 && wrong === 0 && hung === 0 && live === 0 && agree(pool, children)
   console.log(ok ? "\nsoak: OK" : "\nsoak: FAILED")
   if (!ok) process.exitCode = 1
 })
