@@ -855,35 +855,39 @@ export class Decoder {
   private sharedNdarray(start: number, end: number): unknown {
     if (this.buf[start] === ARROW_CODE) return this.sharedTable(start, end)
     const { Ctor, at, count, shape, size } = this.ndarrayHead(start, end)
-    const { into } = this.segment(at, end, count * size, false)
+    const into = this.segment(at, end, count * size, false)
     return shaped(new Ctor(into.buffer, 0, count), shape)
   }
 
   /** ext 6 with an Arrow stream: null until the segment is read, the table in the second decoding. */
   private sharedTable(start: number, end: number): unknown {
     if (end - start !== 3 + 4 + 16 || this.buf[start + 1] !== 1) throw new DecodeFailure("invalid shared Arrow payload")
-    const { length, into } = this.segment(start + 7, end, this.get32(start + 3), true)
+    const ipc = this.segment(start + 7, end, this.get32(start + 3), true)
     if (this.filled === undefined) return null
     if (tables === undefined) {
       this.unsupported ??= ARROW_MISSING
       return null
     }
-    return this.fromIPC(into.subarray(0, length))
+    return this.fromIPC(ipc)
   }
 
   /** The segment named at `at` (pid, fd, byte length): its bytes, read already or to be read. */
-  private segment(at: number, end: number, expected: number, table: boolean) {
+  private segment(at: number, end: number, expected: number, table: boolean): Uint8Array {
     if (end - at !== 16) throw new DecodeFailure("invalid shared typed array payload")
     const pid = this.get32(at)
     const fd = this.get32(at + 4)
     const length = Number(this.view.getBigUint64(at + 8))
     if (length !== expected) throw new DecodeFailure(`a shared payload of ${expected} bytes claims ${length}`)
     if (this.shared === undefined) throw new DecodeFailure("shared memory where none was offered")
-    const filled = this.filled?.get(fd)
-    if (filled !== undefined && filled.length === length) return { length, into: filled }
+    if (this.filled !== undefined) {
+      // The second decoding reads nothing: every segment it names was read for the first.
+      const filled = this.filled.get(fd)
+      if (filled === undefined || filled.length !== length) throw new DecodeFailure(`segment ${fd} was not read as named`)
+      return filled
+    }
     const into = new Uint8Array(length)
     this.reads.push({ pid, fd, into, table })
-    return { length, into }
+    return into
   }
 
   private fromIPC(ipc: Uint8Array): unknown {

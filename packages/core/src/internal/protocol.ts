@@ -326,11 +326,8 @@ export const encodeClose = (stream: number): Uint8Array => {
 
 /**
  * Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. Arrays in the
- * worker's segments (ext 6) are added to `reads`: the message is whole once they are read.
- */
-/**
- * Decodes a worker's message; the segments it names are added to `reads`. A message with an Arrow
- * stream in a segment is decoded again once those are read, with their bytes as `filled`.
+ * worker's segments (ext 6) are added to `reads`: the message is whole once they are read. A
+ * message with an Arrow stream in a segment is decoded again then, with their bytes as `filled`.
  */
 export const decodeMessage = (
   body: Uint8Array,

@@ -215,13 +215,8 @@ class _Encoder:
     def ndarray(self, code: str, shape: tuple[int, ...], data: memoryview) -> None:
         """ext 4, as PROTOCOL.md: the elements start at a multiple of 8 from the start of the encoding.
         A big one goes through shared memory instead when it can (ext 6)."""
-        if _outbox is not None and data.nbytes >= _outbox.threshold:
-            ref = _outbox.put(data)
-            if ref is not None:
-                self.segments.append(ref[1])
-                head = bytes((ord(code), len(shape), 0)) + b"".join(_I.pack(d) for d in shape)
-                self.ext(EXT_SHARED_NDARRAY, head + _SEGMENT.pack(ref[0], ref[1], data.nbytes))
-                return
+        if self.shared(code, shape, data):
+            return
         head = 3 + 4 * len(shape)
         pad = -(self.base + len(self.out) + 6 + head) % 8
         out = self.out
@@ -232,15 +227,23 @@ class _Encoder:
         out += bytes(pad)
         self.bulk(data)
 
+    def shared(self, code: str, shape: tuple[int, ...], data: memoryview) -> bool:
+        """ext 6, when `data` is big enough and a segment of the outbox takes it: the head of ext 4
+        (pad 0), then pid, fd and byte length. False when it goes through the pipe instead."""
+        if _outbox is None or data.nbytes < _outbox.threshold:
+            return False
+        ref = _outbox.put(data)
+        if ref is None:
+            return False
+        self.segments.append(ref[1])
+        head = bytes((ord(code), len(shape), 0)) + b"".join(_I.pack(d) for d in shape)
+        self.ext(EXT_SHARED_NDARRAY, head + _SEGMENT.pack(ref[0], ref[1], data.nbytes))
+        return True
+
     def table(self, ipc: memoryview) -> None:
         """ext 5; a big one goes through shared memory instead when it can (ext 6, ARROW_CODE)."""
-        if _outbox is not None and ipc.nbytes >= _outbox.threshold:
-            ref = _outbox.put(ipc)
-            if ref is not None:
-                self.segments.append(ref[1])
-                head = bytes((ord(ARROW_CODE), 1, 0)) + _I.pack(ipc.nbytes)
-                self.ext(EXT_SHARED_NDARRAY, head + _SEGMENT.pack(ref[0], ref[1], ipc.nbytes))
-                return
+        if self.shared(ARROW_CODE, (ipc.nbytes,), ipc):
+            return
         self.out += b"\xc9" + _I.pack(ipc.nbytes) + _b.pack(EXT_ARROW)
         self.bulk(ipc)
 
