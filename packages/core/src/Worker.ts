@@ -92,6 +92,12 @@ export interface SharedMemory {
    * the event loop; rejects if it cannot.
    */
   readonly read: (pid: number, fd: number, into: Uint8Array) => Promise<void>
+  /**
+   * Where the platform can map memory: the first `length` bytes of segment `fd` of the worker
+   * `pid`, mapped in place of a copy (throws if it cannot). The worker must not write the
+   * segment again until the returned bytes, and every view over them, are collected.
+   */
+  readonly map?: (pid: number, fd: number, length: number) => Uint8Array
 }
 
 /**

@@ -48,6 +48,13 @@ export interface Options extends WorkerPool.Options {
   readonly sharedMemoryThreshold?: number | false
   /** The tmpfs directory where segments are made (and at once unlinked). Default `/dev/shm`. */
   readonly sharedMemoryDir?: string
+  /**
+   * Big arrays and Arrow tables of results are mapped where the worker wrote them, not copied
+   * into new memory, when the small native addon built at install is there (Linux, a C
+   * compiler); the worker reuses such a segment once the result is garbage collected. `false`
+   * copies them. Default `true`.
+   */
+  readonly sharedMemoryMapping?: boolean
 }
 
 /** The default of `Options.sharedMemoryThreshold`. */
@@ -69,7 +76,7 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
       const chosen = yield* interpreter.resolve(choice, cwd, env, options.requires)
       const threshold = options.sharedMemoryThreshold ?? DEFAULT_SHARED_MEMORY_THRESHOLD
       const sharedMemory =
-        threshold === false ? undefined : yield* SharedMemory.make(Math.max(1, threshold), options.sharedMemoryDir ?? "/dev/shm")
+        threshold === false ? undefined : yield* SharedMemory.make(Math.max(1, threshold), options.sharedMemoryDir ?? "/dev/shm", options.sharedMemoryMapping ?? true)
       const spawnOptions: spawner.SpawnOptions = {
         interpreter: chosen,
         cwd,

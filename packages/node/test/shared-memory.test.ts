@@ -1,4 +1,4 @@
-import { describe, expect, it, layer } from "@effect/vitest"
+import { describe, expect, it, layer, type Vitest } from "@effect/vitest"
 import { Drop, NdArray, py, Python } from "@snakebridge/core"
 import * as Arrow from "@snakebridge/core/Arrow"
 import { tableFromArrays } from "apache-arrow"
@@ -6,6 +6,8 @@ import { NodePython } from "@snakebridge/node"
 import { Chunk, Effect, Layer, Logger, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
+import * as v8 from "node:v8"
+import { runInNewContext } from "node:vm"
 import { waitUntil } from "./helpers.js"
 
 const MiB = 1024 * 1024
@@ -36,6 +38,28 @@ with open("/proc/self/maps") as maps:
 return {"own": own, "mapped": mapped}
 `.pipe(Drop.returning(Schema.Struct({ own: Schema.Number, mapped: Schema.Number })))
 
+/** This process's mappings of workers' segments (a memfd each). */
+const nodeMappings = (): number => fs.readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.includes("/memfd:snakebridge")).length
+
+/** The worker's segments named in replies and not yet given back by Node. */
+const busySegments = py`
+from snakebridge_worker import codec
+return len(codec._outbox.busy)
+`.pipe(Drop.returning(Schema.Number))
+
+v8.setFlagsFromString("--expose-gc")
+const gc = runInNewContext("gc") as () => void
+
+/** Collects garbage until every mapping of a worker's segment is gone and the worker has them back. */
+const collected = waitUntil(
+  Effect.sync(gc).pipe(
+    Effect.zipRight(Effect.sleep("10 millis")),
+    Effect.zipRight(Effect.orDie(busySegments)),
+    Effect.map((busy) => busy === 0 && nodeMappings() === 0)
+  ),
+  (done) => done
+)
+
 const ramp = (n: number): Float64Array => {
   const a = new Float64Array(n)
   for (let i = 0; i < n; i++) a[i] = i
@@ -65,6 +89,73 @@ return {
     "shape": list(a.shape),
 }
 `
+
+/**
+ * What must hold whether a worker's segments are mapped or copied (`mapping`): results of every
+ * kind arrive whole, and a segment Node cannot have is a ProtocolError, or WorkerLost if its
+ * worker died.
+ */
+const eitherWay = (it: Vitest.MethodsNonLive<Python.Python, true>, mapping: boolean) => {
+  it.effect("big results of every kind arrive whole: a typed array, bytes, an Arrow table, progress events", () =>
+    Effect.gen(function* () {
+      const arrays = yield* py`
+import numpy as np
+np.arange(${MiB}, dtype=np.float64) * 3
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)), Effect.map((a) => [a.length, a[MiB - 1]]))
+      expect(arrays).toEqual([MiB, 3 * (MiB - 1)])
+      const bytes = yield* py`b"q" * ${3 * MiB}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf), Effect.map((b) => [b.length, b[3 * MiB - 1]]))
+      expect(bytes).toEqual([3 * MiB, 0x71])
+      const table = yield* py`
+import numpy as np, pyarrow as pa
+pa.table({"x": np.arange(${MiB}, dtype=np.int64)})
+`.pipe(Drop.returning(Arrow.schema), Effect.map((t) => [t.numRows, t.getChild("x")!.get(MiB - 1)]))
+      expect(table).toEqual([MiB, BigInt(MiB - 1)])
+      const events: Array<number> = []
+      yield* py`
+import numpy as np, snakebridge
+snakebridge.emit(np.full(${MiB / 8}, 1.0))
+snakebridge.emit(np.full(${MiB / 8}, 2.0))
+`.pipe(Drop.onProgress((e) => Effect.sync(() => events.push((e as Float64Array)[MiB / 8 - 1]!))))
+      expect(events).toEqual([1, 2])
+      yield* collected
+      expect(yield* busySegments).toBe(0)
+    }))
+
+it.effect("a worker that names a segment Node cannot read: ProtocolError for the drop, the worker replaced", () =>
+    Effect.gen(function* () {
+      const [before] = yield* Python.workers
+      const error = yield* Effect.flip(py`
+import os, struct, time
+from snakebridge_worker import codec
+# An emit whose array claims to be in segment 999 of this process, which has no fd 999.
+head = bytes((ord("d"), 1, 0)) + struct.pack(">I", 1024)
+ext = head + struct.pack(">IIQ", os.getpid(), 999, 8192)
+body = codec.encode({"t": "emit", "id": 0, "value": None})[:-1] + b"\xc9" + struct.pack(">I", len(ext)) + b"\x06" + ext
+os.write(4, struct.pack(">I", len(body)) + body)
+time.sleep(30)
+`)
+      expect(error).toMatchObject({ _tag: "ProtocolError", workerId: before!.id })
+      expect((error as { detail: string }).detail).toContain(mapping ? "cannot map shared memory" : "cannot read shared memory")
+      yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before!.pid)
+      expect(yield* py`1 + 1`).toBe(2)
+    }))
+
+it.effect("a worker killed just after it names a segment of its own: WorkerLost (the segment went with it), not ProtocolError", () =>
+    Effect.gen(function* () {
+      const [before] = yield* Python.workers
+      const error = yield* Effect.flip(py`
+import numpy as np, os, signal, snakebridge
+# Node reads the second array only once it has read the first (32 MiB): by then this process is gone.
+snakebridge.emit(np.full(2**22, 1.0))
+snakebridge.emit(np.full(2**18, 2.0))
+os.kill(os.getpid(), signal.SIGKILL)
+`.pipe(Drop.onProgress(() => Effect.void)))
+      expect(error).toMatchObject({ _tag: "WorkerLost", workerId: before!.id, signal: "SIGKILL" })
+      yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before!.pid)
+      expect(yield* py`1 + 1`).toBe(2)
+    }))
+
+}
 
 layer(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB }), { excludeTestServices: true })(
   "shared memory for big typed arrays",
@@ -105,12 +196,37 @@ np.arange(3 * 2**20, dtype=np.float32).reshape(3, 2**20)
         const data = ramp((4 * MiB) / 8)
         const counts = []
         for (let i = 0; i < 6; i++) {
-          const back = yield* py`${data} + ${i}`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
-          expect(back[10]).toBe(10 + i)
+          expect((yield* py`${data} + ${i}`.pipe(Drop.returning(Schema.instanceOf(Float64Array))))[10]).toBe(10 + i)
+          // The result is mapped where the worker wrote it; collected, its segment goes back.
+          yield* collected
           counts.push({ node: nodeSegments(), ...(yield* workerSegments) })
         }
         expect(counts.every((c) => c.mapped === 0)).toBe(true)
         expect(new Set(counts.slice(1).map((c) => `${c.node}/${c.own}`)).size).toBe(1)
+      }))
+
+    it.effect("a big result is mapped, not copied: the worker writes its segment again only once the result is collected, which may outlive the worker", () =>
+      Effect.gen(function* () {
+        yield* collected
+        const first = yield* py`${ramp((4 * MiB) / 8)} * 2`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+        expect(nodeMappings()).toBe(1)
+        expect(yield* busySegments).toBe(1)
+        // Another big result while the first is held goes into another segment.
+        const second = yield* py`
+import numpy as np
+np.full(${(4 * MiB) / 8}, -1.0)
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+        expect(yield* busySegments).toBe(2)
+        expect([first[0], first[12345], first[first.length - 1]]).toEqual([0, 24690, 2 * (first.length - 1)])
+        expect(second[99]).toBe(-1)
+        // Writable, as a copy would be, and the worker's death takes nothing from it.
+        first[1] = 7
+        const [worker] = yield* Python.workers
+        yield* Effect.flip(py`import os, signal; os.kill(os.getpid(), signal.SIGKILL)`)
+        yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== worker!.pid)
+        expect([first[1], first[first.length - 1], second[second.length - 1]]).toEqual([7, 2 * (first.length - 1), -1])
+        expect(nodeMappings()).toBe(2)
+        yield* defineProbe
       }))
 
     it.effect("an array the drop keeps stays intact: its segment is never written again, and unmapped once released", () =>
@@ -210,40 +326,6 @@ return np.full(2**18, 9.0)
         expect(result[2 ** 18 - 1]).toBe(9)
       }))
 
-    it.effect("a worker that names a segment Node cannot read: ProtocolError for the drop, the worker replaced", () =>
-      Effect.gen(function* () {
-        const [before] = yield* Python.workers
-        const error = yield* Effect.flip(py`
-import os, struct, time
-from snakebridge_worker import codec
-# An emit whose array claims to be in segment 999 of this process, which has no fd 999.
-head = bytes((ord("d"), 1, 0)) + struct.pack(">I", 1024)
-ext = head + struct.pack(">IIQ", os.getpid(), 999, 8192)
-body = codec.encode({"t": "emit", "id": 0, "value": None})[:-1] + b"\xc9" + struct.pack(">I", len(ext)) + b"\x06" + ext
-os.write(4, struct.pack(">I", len(body)) + body)
-time.sleep(30)
-`)
-        expect(error).toMatchObject({ _tag: "ProtocolError", workerId: before!.id })
-        expect((error as { detail: string }).detail).toContain("cannot read shared memory")
-        yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before!.pid)
-        expect(yield* py`1 + 1`).toBe(2)
-      }))
-
-    it.effect("a worker killed just after it names a segment of its own: WorkerLost (the segment went with it), not ProtocolError", () =>
-      Effect.gen(function* () {
-        const [before] = yield* Python.workers
-        const error = yield* Effect.flip(py`
-import numpy as np, os, signal, snakebridge
-# Node reads the second array only once it has read the first (32 MiB): by then this process is gone.
-snakebridge.emit(np.full(2**22, 1.0))
-snakebridge.emit(np.full(2**18, 2.0))
-os.kill(os.getpid(), signal.SIGKILL)
-`.pipe(Drop.onProgress(() => Effect.void)))
-        expect(error).toMatchObject({ _tag: "WorkerLost", workerId: before!.id, signal: "SIGKILL" })
-        yield* waitUntil(Python.workers, (ws) => ws.length === 1 && ws[0]!.pid !== before!.pid)
-        expect(yield* py`1 + 1`).toBe(2)
-      }))
-
     it.effect("a worker killed with SIGKILL mid-drop: WorkerLost, its segment closed, not reused; the next worker serves", () =>
       Effect.gen(function* () {
         // A segment given back for reuse, which the next array takes.
@@ -275,6 +357,28 @@ time.sleep(30)
         expect(yield* py`${ramp(MiB / 8)}[99]`).toBe(99)
         expect((yield* workerSegments).mapped).toBe(0)
       }))
+
+    eitherWay(it, true)
+  }
+)
+
+layer(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB, sharedMemoryMapping: false }), { excludeTestServices: true })(
+  "big results copied (sharedMemoryMapping: false)",
+  (it) => {
+    it.effect("a result is read into new memory: nothing mapped, the worker's segment back at once and reused", () =>
+      Effect.gen(function* () {
+        const owned = []
+        for (let i = 0; i < 4; i++) {
+          const back = yield* py`${ramp((4 * MiB) / 8)} + ${i}`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+          expect(back[10]).toBe(10 + i)
+          expect(nodeMappings()).toBe(0)
+          expect(yield* busySegments).toBe(0)
+          owned.push((yield* workerSegments).own)
+        }
+        expect(owned).toEqual([1, 1, 1, 1])
+      }))
+
+    eitherWay(it, false)
   }
 )
 
@@ -283,14 +387,17 @@ describe("shared memory for big bytes", () => {
     Effect.gen(function* () {
       const data = new Uint8Array(4 * MiB).map((_, i) => (i * 7) % 251)
       const before = nodeSegments()
-      for (let i = 0; i < 3; i++) {
-        const back = yield* py`
+      const reversed = py`
 b = ${data}
 assert type(b) is bytes, type(b)
 return b[::-1]
-`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf))
-        expect(back.length).toBe(data.length)
-        expect([back[0], back[12345], back[data.length - 1]]).toEqual([data[data.length - 1], data[data.length - 12346], data[0]])
+`.pipe(
+        Drop.returning(Schema.Uint8ArrayFromSelf),
+        Effect.map((back) => [back.length, back[0], back[12345], back[data.length - 1]])
+      )
+      for (let i = 0; i < 3; i++) {
+        expect(yield* reversed).toEqual([data.length, data[data.length - 1], data[data.length - 12346], data[0]])
+        yield* collected
       }
       // One segment on each side, reused by the three round trips, nothing left mapped.
       expect(nodeSegments()).toBe(before + 1)
@@ -303,6 +410,7 @@ return b[::-1]
       const error = yield* Effect.flip(py`[frozenset([b"y" * ${2 * MiB}]), object()]`)
       expect(error._tag).toBe("EncodeError")
       expect((yield* py`b"z" * ${2 * MiB}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf)))[2 * MiB - 1]).toBe(0x7a)
+      yield* collected
       expect(yield* workerSegments).toEqual({ own: 1, mapped: 0 })
     }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB }))))
 })

@@ -31,19 +31,26 @@ export class EncodeFailure {
   ) {}
 }
 
-/** An array of a worker's segment (ext 6) still to be copied into `into`. */
+/**
+ * A worker's segment (ext 6) named by a message: mapped already (`into` is the mapping), or
+ * still to be copied into `into`.
+ */
 export interface SegmentRead {
   readonly pid: number
   readonly fd: number
   readonly into: Uint8Array
   /** An Arrow stream: its table can be made only once read, by decoding the message again (`filled`). */
   readonly table: boolean
+  readonly mapped: boolean
 }
 
 /** Thrown inside the decoder; turned into a `ProtocolError` by the caller. */
 export class DecodeFailure {
   constructor(readonly detail: string) {}
 }
+
+/** A segment a message names could not be mapped: a protocol error only if its worker still lives. */
+export class UnreadableSegment extends DecodeFailure {}
 
 /**
  * How the encoder recognises a handle: the Handle module registers a reader that
@@ -625,8 +632,9 @@ export class Decoder {
   /** Set when a value was read that this process cannot represent (see EXT_ARROW). */
   unsupported: string | undefined
   /**
-   * The worker's segments to read (ext 6): the arrays decoded from them are empty until these
-   * reads are done, and the worker may write the segments again once told they were.
+   * The worker's segments (ext 6): the arrays decoded from those not mapped are empty until
+   * they are read, and the worker may write a segment again once told it was read, or that its
+   * mapping was collected.
    */
   readonly reads: Array<SegmentRead> = []
   /** Made on first use, as the encoder's. */
@@ -863,7 +871,7 @@ export class Decoder {
   private sharedTable(start: number, end: number): unknown {
     if (end - start !== 3 + 4 + 16 || this.buf[start + 1] !== 1) throw new DecodeFailure("invalid shared Arrow payload")
     const ipc = this.segment(start + 7, end, this.get32(start + 3), true)
-    if (this.filled === undefined) return null
+    if (this.filled === undefined && this.shared?.map === undefined) return null
     if (tables === undefined) {
       this.unsupported ??= ARROW_MISSING
       return null
@@ -885,8 +893,18 @@ export class Decoder {
       if (filled === undefined || filled.length !== length) throw new DecodeFailure(`segment ${fd} was not read as named`)
       return filled
     }
+    if (this.shared.map !== undefined) {
+      let into: Uint8Array
+      try {
+        into = this.shared.map(pid, fd, length)
+      } catch (e) {
+        throw new UnreadableSegment(`cannot map shared memory of process ${pid}: ${e instanceof Error ? e.message : String(e)}`)
+      }
+      this.reads.push({ pid, fd, into, table, mapped: true })
+      return into
+    }
     const into = new Uint8Array(length)
-    this.reads.push({ pid, fd, into, table })
+    this.reads.push({ pid, fd, into, table, mapped: false })
     return into
   }
 

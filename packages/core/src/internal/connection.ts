@@ -2,7 +2,7 @@ import { Cause, Deferred, Duration, Effect, Exit, LogLevel, Option, Runtime, Sco
 import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { SharedMemory, WorkerProcess } from "../Worker.js"
-import { DecodeFailure, type SegmentRead } from "./codec.js"
+import { DecodeFailure, type SegmentRead, UnreadableSegment } from "./codec.js"
 import {
   decodeMessage,
   type Frame,
@@ -85,6 +85,8 @@ export interface Connection {
 }
 
 const STALE_SET_LIMIT = 4096
+
+const isMapped = (r: SegmentRead) => r.mapped
 
 /** How long a worker whose segment cannot be read has to turn out dead before that is a protocol error. */
 const EXIT_WAIT = Duration.millis(250)
@@ -219,10 +221,43 @@ export const make = (
         Effect.annotateLogs("workerId", workerId)
       )
 
+    // A segment that cannot be read or mapped: a worker killed just after it named it took the
+    // segment with it, and its death, which the end of its channel reports as WorkerLost, is the
+    // outcome, not a protocol error.
+    const unreadable = (detail: string): void => {
+      runFork(
+        proc.exited.pipe(
+          Effect.timeoutOption(EXIT_WAIT),
+          Effect.flatMap((exit) => Option.isSome(exit) ? Effect.void : protocolFailure(new ProtocolError({ workerId, detail })))
+        )
+      )
+    }
+
+    // A mapped segment goes back to the worker once nothing in this process holds its mapping.
+    const mappings = new FinalizationRegistry<number>((fd) => {
+      segmentsRead.push(fd)
+      flushReleases()
+    })
+    const hold = (reads: ReadonlyArray<SegmentRead>) => {
+      for (const r of reads) {
+        if (r.mapped) mappings.register(r.into.buffer, r.fd)
+        else segmentsRead.push(r.fd)
+      }
+    }
+
     const onMessage = (body: Uint8Array, logs: Array<Log>) => {
       const reads: Array<SegmentRead> = []
-      const msg = decodeMessage(body, options.sharedMemory, reads)
-      if (reads.length === 0 && reading === undefined) return deliver(msg, body.length, logs)
+      let msg: WorkerMessage
+      try {
+        msg = decodeMessage(body, options.sharedMemory, reads)
+      } catch (e) {
+        if (!(e instanceof UnreadableSegment)) throw e
+        return unreadable(e.detail)
+      }
+      if (reading === undefined && (reads.length === 0 || reads.every(isMapped))) {
+        if (reads.length > 0) hold(reads)
+        return deliver(msg, body.length, logs)
+      }
       deliverAfterReads(msg, body, reads)
     }
 
@@ -230,13 +265,13 @@ export const make = (
     const deliverAfterReads = (first: WorkerMessage, body: Uint8Array, reads: ReadonlyArray<SegmentRead>) => {
       const shared = options.sharedMemory!
       const delivered: Promise<void> = (reading ?? Promise.resolve())
-        .then(() => Promise.all(reads.map((r) => shared.read(r.pid, r.fd, r.into))))
+        .then(() => Promise.all(reads.map((r) => r.mapped ? undefined : shared.read(r.pid, r.fd, r.into))))
         .then(
           () => {
-            for (const r of reads) segmentsRead.push(r.fd)
+            hold(reads)
             flushReleases()
             let msg = first
-            if (reads.some((r) => r.table)) {
+            if (reads.some((r) => r.table && !r.mapped)) {
               try {
                 msg = decodeMessage(body, shared, undefined, new Map(reads.map((r) => [r.fd, r.into])))
               } catch (e) {
@@ -249,17 +284,7 @@ export const make = (
             deliver(msg, body.length, later)
             forwardLogs(later)
           },
-          (e) => {
-            const detail = `cannot read shared memory of process ${proc.pid}: ${e instanceof Error ? e.message : String(e)}`
-            // A worker killed just after it named its segment took the segment with it: its death,
-            // which the end of its channel reports as WorkerLost, is the outcome, not a protocol error.
-            runFork(
-              proc.exited.pipe(
-                Effect.timeoutOption(EXIT_WAIT),
-                Effect.flatMap((exit) => Option.isSome(exit) ? Effect.void : protocolFailure(new ProtocolError({ workerId, detail })))
-              )
-            )
-          }
+          (e) => unreadable(`cannot read shared memory of process ${proc.pid}: ${e instanceof Error ? e.message : String(e)}`)
         )
         .finally(() => {
           if (reading === delivered) reading = undefined

@@ -2,6 +2,7 @@ import type { Segment, SharedMemory } from "@snakebridge/core/Worker"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { load, type Native } from "./native.js"
 
 /**
  * Free segments kept open for reuse: at most 4 and 256 MiB, the least recently used closed
@@ -38,19 +39,24 @@ interface Owned {
 /**
  * Segments in `dir` (a tmpfs: `/dev/shm`), each a file unlinked as soon as it is open, so that
  * nothing outlives this process and the workers that map it: a worker opens one as
- * `/proc/<pid>/fd/<fd>`. Node has no `mmap`, so a segment is written with one `pwrite` and a
- * worker's segment is read with parallel `pread`s; the worker maps it and numpy wraps the mapping.
+ * `/proc/<pid>/fd/<fd>`. A segment is written with one `pwrite`; the worker maps it and numpy
+ * wraps the mapping. A worker's segment is mapped by the addon where it is built (`native`),
+ * else read with parallel `pread`s.
  */
 export class Segments implements SharedMemory {
   private readonly free: Array<Owned> = []
   private readonly lent = new Map<number, Owned>()
   private made = 0
   private closed = false
+  readonly map?: (pid: number, fd: number, length: number) => Uint8Array
 
   constructor(
     readonly threshold: number,
-    private readonly dir: string
-  ) {}
+    private readonly dir: string,
+    native?: Native
+  ) {
+    if (native !== undefined) this.map = (pid, fd, length) => new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
+  }
 
   /** Opens a new, empty segment (throws if the directory will not have it). */
   create(): Owned {
@@ -137,15 +143,17 @@ export class Segments implements SharedMemory {
 
 /**
  * Shared memory for the layer's lifetime, or undefined (logged) where it cannot be had: not
- * Linux, or a directory that will not take a segment.
+ * Linux, or a directory that will not take a segment. Workers' segments are mapped if `mapping`
+ * and the addon is built.
  */
-export const make = (threshold: number, dir: string) =>
+export const make = (threshold: number, dir: string, mapping: boolean) =>
   Effect.gen(function* () {
     if (process.platform !== "linux") {
       yield* Effect.logDebug("snakebridge: shared memory off (Linux only): big arrays go through the pipe")
       return undefined
     }
-    const segments = new Segments(threshold, dir)
+    const native = mapping ? load() : "sharedMemoryMapping is false"
+    const segments = new Segments(threshold, dir, typeof native === "string" ? undefined : native)
     try {
       fs.closeSync(segments.create().fd)
     } catch (e) {
@@ -154,6 +162,11 @@ export const make = (threshold: number, dir: string) =>
       )
       return undefined
     }
+    yield* Effect.logDebug(
+      typeof native === "string"
+        ? `snakebridge: shared memory on; big results are copied, not mapped (${native})`
+        : "snakebridge: shared memory on; big results are mapped (native addon)"
+    )
     yield* Effect.addFinalizer(() => Effect.sync(() => segments.close()))
     return segments as SharedMemory
   })
