@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Drop, Metrics, py } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Metric } from "effect"
+import { Effect, Metric, Schema } from "effect"
 import { pid, replaced } from "./helpers.js"
 
 const recycles = Metric.value(Metrics.workerRecycles).pipe(Effect.map((s) => s.count))
@@ -46,5 +46,24 @@ describe("recycling", () => {
         })
       )
       expect(yield* pid).not.toBe(first)
+    }).pipe(Effect.provide(NodePython.layer({ maxResidentMemoryMB: 100 }))))
+
+  it.live("shared memory is not the worker's resident memory: big results Node holds do not get it recycled", () =>
+    Effect.gen(function* () {
+      const first = yield* pid
+      // 192 MiB of results in the worker's segments, mapped by both processes while Node holds them.
+      const held = yield* Effect.forEach([1, 2, 3], (i) =>
+        py`
+import numpy as np
+np.full(${(64 * 1024 * 1024) / 8}, float(${i}))
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array))))
+      const shmem = yield* py`
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+return int(status["RssShmem"].split()[0]) // 1024
+`
+      expect(shmem).toBeGreaterThan(150)
+      yield* Effect.sleep("2500 millis") // the watcher looks every second
+      expect(yield* pid).toBe(first)
+      expect(held.map((a) => a[a.length - 1])).toEqual([1, 2, 3])
     }).pipe(Effect.provide(NodePython.layer({ maxResidentMemoryMB: 100 }))))
 })

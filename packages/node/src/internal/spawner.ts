@@ -215,11 +215,14 @@ export const spawn = (
         Effect.sync(() => {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal)
         }),
+      // Shared memory segments are left out: the worker's own are bounded by its free list or
+      // held by results in this process, and this process's are held by the drops' handles.
       residentMemory: Effect.sync(() => {
         try {
           const status = readFileSync(`/proc/${child.pid}/status`, "utf8")
-          const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)
-          return kb === null ? undefined : Number(kb[1]) * 1024
+          const anon = /^RssAnon:\s+(\d+) kB/m.exec(status)
+          const file = /^RssFile:\s+(\d+) kB/m.exec(status)
+          return anon === null || file === null ? undefined : (Number(anon[1]) + Number(file[1])) * 1024
         } catch {
           return undefined // not Linux, or the process is gone
         }
