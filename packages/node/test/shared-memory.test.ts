@@ -229,6 +229,21 @@ np.full(${(4 * MiB) / 8}, -1.0)
         yield* defineProbe
       }))
 
+    it.effect("big results nobody holds do not pile up: V8 counts their mappings as memory, collects them, and the worker reuses their segments", () =>
+      Effect.gen(function* () {
+        yield* collected
+        // 1.25 GB of results, each dropped at once, in a loop that allocates almost nothing else.
+        for (let i = 0; i < 40; i++) {
+          const last = yield* py`
+import numpy as np
+np.full(${(32 * MiB) / 8}, float(${i}))
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)), Effect.map((a) => a[a.length - 1]))
+          expect(last).toBe(i)
+        }
+        const { own } = yield* workerSegments
+        expect(own).toBeLessThanOrEqual(8)
+      }))
+
     it.effect("an array the drop keeps stays intact: its segment is never written again, and unmapped once released", () =>
       Effect.gen(function* () {
         const before = nodeSegments()
