@@ -78,6 +78,13 @@ export interface Segment {
 export interface SharedMemory {
   /** Typed arrays of at least this many bytes go through shared memory. */
   readonly threshold: number
+  /**
+   * This process. A reply may name one of its segments, lent to that request (and not kept),
+   * for an array the drop changed in place there: `read` and `map` take it back.
+   */
+  readonly pid: number
+  /** Whether segment `fd` of this process is lent to a request now, and not kept by its worker. */
+  readonly lends: (fd: number) => boolean
   /** Copies `bytes` into a free segment and lends it; undefined when none can be had. */
   readonly lend: (bytes: Uint8Array) => Segment | undefined
   /** A worker kept arrays over these segments (by fd): they are never written again. */
@@ -95,7 +102,8 @@ export interface SharedMemory {
   /**
    * Where the platform can map memory: the first `length` bytes of segment `fd` of the worker
    * `pid`, mapped in place of a copy (throws if it cannot). The worker must not write the
-   * segment again until the returned bytes, and every view over them, are collected.
+   * segment again until the returned bytes, and every view over them, are collected; a segment
+   * of this process is not lent again until then.
    */
   readonly map?: (pid: number, fd: number, length: number) => Uint8Array
 }

@@ -117,8 +117,34 @@ snakebridge.emit(np.full(${MiB / 8}, 1.0))
 snakebridge.emit(np.full(${MiB / 8}, 2.0))
 `.pipe(Drop.onProgress((e) => Effect.sync(() => events.push((e as Float64Array)[MiB / 8 - 1]!))))
       expect(events).toEqual([1, 2])
+      // Changed in place where Node lent it (named there), and a view of it (copied).
+      const inPlace = yield* py`
+a = ${ramp(MiB / 8)}
+a *= 2
+return [a, a[1:]]
+`.pipe(
+        Drop.returning(Schema.Tuple(Schema.instanceOf(Float64Array), Schema.instanceOf(Float64Array))),
+        Effect.map(([whole, view]) => [whole.length, whole[3], whole[MiB / 8 - 1], view.length, view[0]])
+      )
+      expect(inPlace).toEqual([MiB / 8, 6, MiB / 4 - 2, MiB / 8 - 1, 2])
       yield* collected
       expect(yield* busySegments).toBe(0)
+    }))
+
+  it.effect("a worker that names a segment of Node's that Node did not lend it: ProtocolError", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(py`
+import os, struct, time
+from snakebridge_worker import codec
+head = bytes((ord("d"), 1, 0)) + struct.pack(">I", 1024)
+ext = head + struct.pack(">IIQ", os.getppid(), 1, 8192)  # Node's fd 1: its stdout
+body = codec.encode({"t": "emit", "id": 0, "value": None})[:-1] + b"\xc9" + struct.pack(">I", len(ext)) + b"\x06" + ext
+os.write(4, struct.pack(">I", len(body)) + body)
+time.sleep(30)
+`)
+      expect(error).toMatchObject({ _tag: "ProtocolError" })
+      expect((error as { detail: string }).detail).toContain("did not lend")
+      yield* waitUntil(Python.workers, (ws) => ws.length === 1)
     }))
 
 it.effect("a worker that names a segment Node cannot read: ProtocolError for the drop, the worker replaced", () =>
@@ -227,6 +253,54 @@ np.full(${(4 * MiB) / 8}, -1.0)
         expect([first[1], first[first.length - 1], second[second.length - 1]]).toEqual([7, 2 * (first.length - 1), -1])
         expect(nodeMappings()).toBe(2)
         yield* defineProbe
+      }))
+
+    it.effect("an array changed in place comes back in the segment Node lent: no copy either way, and the segment is not lent again while the result lives", () =>
+      Effect.gen(function* () {
+        yield* collected
+        const ownMappings = () => fs.readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.includes(`/dev/shm/snakebridge-${process.pid}-`)).length
+        const doubled = yield* py`
+a = ${ramp((4 * MiB) / 8)}
+a *= 2
+a
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+        expect([doubled[1], doubled[doubled.length - 1]]).toEqual([2, 2 * (doubled.length - 1)])
+        expect(yield* busySegments).toBe(0) // nothing went into the worker's segments
+        expect(ownMappings()).toBe(1)
+        // The next big argument gets another segment; the result is untouched by it.
+        expect(yield* py`float(${new Float64Array((4 * MiB) / 8).fill(-1)}.sum())`).toBe(-(MiB / 2))
+        expect(doubled[1]).toBe(2)
+      }))
+
+    it.effect("an array the drop both keeps and returns comes back as a copy: changing the kept one later changes nothing in Node", () =>
+      Effect.gen(function* () {
+        yield* collected
+        const result = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const kept = yield* Drop.handle(py`
+a = ${ramp(MiB / 8)}
+a += 1
+a
+`)
+            // A drop that keeps the lent array in its handle and returns it too.
+            const both = yield* py`
+import builtins
+a = ${ramp(MiB / 8)}
+a *= 3
+builtins.both = a
+a
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+            expect(yield* busySegments).toBe(1) // the copy, in a segment of the worker's own
+            yield* py`
+import builtins
+builtins.both[:] = -1
+${kept}[:] = -1
+`
+            return both
+          })
+        )
+        expect([result[0], result[5], result[result.length - 1]]).toEqual([0, 15, 3 * (result.length - 1)])
+        yield* py`import builtins; del builtins.both`
       }))
 
     it.effect("big results nobody holds do not pile up: V8 counts their mappings as memory, collects them, and the worker reuses their segments", () =>
@@ -382,6 +456,7 @@ layer(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB, sharedMemoryMap
   (it) => {
     it.effect("a result is read into new memory: nothing mapped, the worker's segment back at once and reused", () =>
       Effect.gen(function* () {
+        yield* collected // what the tests before left mapped
         const owned = []
         for (let i = 0; i < 4; i++) {
           const back = yield* py`${ramp((4 * MiB) / 8)} + ${i}`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))

@@ -42,6 +42,8 @@ export interface SegmentRead {
   /** An Arrow stream: its table can be made only once read, by decoding the message again (`filled`). */
   readonly table: boolean
   readonly mapped: boolean
+  /** A segment this process lent, where the worker left an array it changed in place. */
+  readonly own: boolean
 }
 
 /** Thrown inside the decoder; turned into a `ProtocolError` by the caller. */
@@ -893,6 +895,8 @@ export class Decoder {
       if (filled === undefined || filled.length !== length) throw new DecodeFailure(`segment ${fd} was not read as named`)
       return filled
     }
+    const own = pid === this.shared.pid
+    if (own && (table || !this.shared.lends(fd))) throw new DecodeFailure(`a reply names segment ${fd} of this process, which it did not lend`)
     if (this.shared.map !== undefined) {
       let into: Uint8Array
       try {
@@ -900,11 +904,11 @@ export class Decoder {
       } catch (e) {
         throw new UnreadableSegment(`cannot map shared memory of process ${pid}: ${e instanceof Error ? e.message : String(e)}`)
       }
-      this.reads.push({ pid, fd, into, table, mapped: true })
+      this.reads.push({ pid, fd, into, table, mapped: true, own })
       return into
     }
     const into = new Uint8Array(length)
-    this.reads.push({ pid, fd, into, table, mapped: false })
+    this.reads.push({ pid, fd, into, table, mapped: false, own })
     return into
   }
 

@@ -234,12 +234,14 @@ export const make = (
     }
 
     // A mapped segment goes back to the worker once nothing in this process holds its mapping.
+    // (This process's own segments, named for arrays changed in place, are its own business.)
     const mappings = new FinalizationRegistry<number>((fd) => {
       segmentsRead.push(fd)
       flushReleases()
     })
     const hold = (reads: ReadonlyArray<SegmentRead>) => {
       for (const r of reads) {
+        if (r.own) continue
         if (r.mapped) mappings.register(r.into.buffer, r.fd)
         else segmentsRead.push(r.fd)
       }

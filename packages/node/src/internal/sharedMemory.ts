@@ -34,6 +34,10 @@ interface Owned {
   size: number
   /** The worker kept an array over it: never written again. */
   kept: boolean
+  /** Results mapped over it (an array the drop changed in place): not lent again until collected. */
+  held: number
+  /** Given back for reuse while held: free once the last holder is collected. */
+  returned: boolean
 }
 
 /**
@@ -44,8 +48,12 @@ interface Owned {
  * else read with parallel `pread`s.
  */
 export class Segments implements SharedMemory {
+  readonly pid = process.pid
   private readonly free: Array<Owned> = []
   private readonly lent = new Map<number, Owned>()
+  private readonly holders = new FinalizationRegistry<Owned>((segment) => {
+    if (--segment.held === 0 && segment.returned) this.settle(segment)
+  })
   private made = 0
   private closed = false
   readonly map?: (pid: number, fd: number, length: number) => Uint8Array
@@ -55,7 +63,22 @@ export class Segments implements SharedMemory {
     private readonly dir: string,
     native?: Native
   ) {
-    if (native !== undefined) this.map = (pid, fd, length) => new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
+    if (native !== undefined) {
+      this.map = (pid, fd, length) => {
+        const buffer = native.map(`/proc/${pid}/fd/${fd}`, length)
+        const own = pid === this.pid ? this.lent.get(fd) : undefined
+        if (own !== undefined) {
+          own.held++
+          this.holders.register(buffer, own)
+        }
+        return new Uint8Array(buffer)
+      }
+    }
+  }
+
+  lends(fd: number): boolean {
+    const segment = this.lent.get(fd)
+    return segment !== undefined && !segment.kept
   }
 
   /** Opens a new, empty segment (throws if the directory will not have it). */
@@ -63,7 +86,7 @@ export class Segments implements SharedMemory {
     const file = path.join(this.dir, `snakebridge-${process.pid}-${++this.made}`)
     const fd = fs.openSync(file, "wx+", 0o600)
     fs.unlinkSync(file)
-    return { fd, size: 0, kept: false }
+    return { fd, size: 0, kept: false, held: 0, returned: false }
   }
 
   lend(bytes: Uint8Array): Segment | undefined {
@@ -104,9 +127,17 @@ export class Segments implements SharedMemory {
       const segment = this.lent.get(fd)
       if (segment === undefined) continue
       this.lent.delete(fd)
-      if (reuse && !segment.kept && !this.closed) this.keepFree(segment)
+      if (reuse && !segment.kept && segment.held > 0) segment.returned = true
+      else if (reuse && !segment.kept) this.settle(segment)
       else fs.closeSync(fd)
     }
+  }
+
+  /** A segment back for good: kept for reuse, or closed with the rest. */
+  private settle(segment: Owned): void {
+    segment.returned = false
+    if (this.closed) fs.closeSync(segment.fd)
+    else this.keepFree(segment)
   }
 
   private keepFree(segment: Owned): void {

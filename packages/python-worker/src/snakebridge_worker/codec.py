@@ -112,8 +112,23 @@ def encode(value: Any) -> bytes:
 _SCALARS = (type(None), bool, int, float, str)
 
 
-def encode_parts(value: Any) -> list[Any]:
-    """The encoding as buffers to write in order; big payloads are included by reference."""
+class Borrowed:
+    """A big array of a reply that is still in the segment Node lent: the reply names that
+    segment (ext 6 with Node's pid), where `at` in the bytearray `part` holds its pid and fd."""
+
+    __slots__ = ("fd", "nbytes", "part", "at")
+
+    def __init__(self, fd: int, nbytes: int, part: bytearray, at: int) -> None:
+        self.fd, self.nbytes, self.part, self.at = fd, nbytes, part, at
+
+    def move(self, pid: int, fd: int) -> None:
+        """Names another segment that holds the same bytes instead."""
+        self.part[self.at : self.at + 8] = _SEGMENT.pack(pid, fd, self.nbytes)[:8]
+
+
+def encode_parts(value: Any, lent: shm.Lent | None = None, borrowed: list[Borrowed] | None = None) -> list[Any]:
+    """The encoding as buffers to write in order; big payloads are included by reference. A big
+    numpy array still where Node lent it (`lent`) is named in place, and noted in `borrowed`."""
     if _packer is not None and type(value) is dict and "value" in value and type(value["value"]) in _SCALARS:
         # A reply with a scalar value, the common small reply: its other fields are a str and an int.
         try:
@@ -121,6 +136,8 @@ def encode_parts(value: Any) -> list[Any]:
         except Exception:  # noqa: BLE001 - ours decides
             _packer.reset()
     e = _Encoder(bytearray())
+    if lent is not None and lent.mapped and borrowed is not None:
+        e.lent, e.borrowed = lent, borrowed
     try:
         e.value(value, [], set())
     except BaseException:
@@ -131,13 +148,15 @@ def encode_parts(value: Any) -> list[Any]:
 
 
 class _Encoder:
-    __slots__ = ("out", "parts", "base", "segments")
+    __slots__ = ("out", "parts", "base", "segments", "lent", "borrowed")
 
     def __init__(self, out: bytearray) -> None:
         self.out = out
         self.parts: list[Any] = []
         self.base = 0  # bytes already moved to parts
         self.segments: list[int] = []  # outbox segments written by this encoding
+        self.lent: shm.Lent | None = None
+        self.borrowed: list[Borrowed] = []
 
     def finish(self) -> list[Any]:
         if self.out or not self.parts:
@@ -232,13 +251,28 @@ class _Encoder:
         (pad 0), then pid, fd and byte length. False when it goes through the pipe instead."""
         if _outbox is None or data.nbytes < _outbox.threshold:
             return False
+        head = bytes((ord(code), len(shape), 0)) + b"".join(_I.pack(d) for d in shape)
+        fd = self.lent_segment(data) if self.lent is not None and code not in (ARROW_CODE, BYTES_CODE) else None
+        if fd is not None:
+            self.ext_header(EXT_SHARED_NDARRAY, len(head) + _SEGMENT.size)
+            self.out += head
+            self.borrowed.append(Borrowed(fd, data.nbytes, self.out, len(self.out)))
+            self.out += _SEGMENT.pack(self.lent.pid, fd, data.nbytes)  # type: ignore[union-attr]
+            return True
         ref = _outbox.put(data)
         if ref is None:
             return False
         self.segments.append(ref[1])
-        head = bytes((ord(code), len(shape), 0)) + b"".join(_I.pack(d) for d in shape)
         self.ext(EXT_SHARED_NDARRAY, head + _SEGMENT.pack(ref[0], ref[1], data.nbytes))
         return True
+
+    def lent_segment(self, data: memoryview) -> int | None:
+        """The lent segment `data` still lies at the start of (a numpy array changed in place), if any."""
+        np = sys.modules.get("numpy")
+        if np is None:
+            return None
+        address_of = _address_of(np)
+        return self.lent.holding(address_of(data), data.nbytes, address_of)  # type: ignore[union-attr]
 
     def table(self, ipc: memoryview) -> None:
         """ext 5; a big one goes through shared memory instead when it can (ext 6, ARROW_CODE)."""
@@ -617,6 +651,10 @@ def _shared_ndarray(payload: Any, handles: Handles | None) -> Any:
         # A table over the mapping, not a copy: kept by the drop, it keeps the segment as an array does.
         return arrays.table_from(data)
     return arrays.ndarray_from(code, shape, data)
+
+
+def _address_of(np: Any) -> Callable[[memoryview], int]:
+    return lambda view: np.frombuffer(view, np.uint8).__array_interface__["data"][0]
 
 
 def _hashable(v: list[Any]) -> tuple[Any, ...]:

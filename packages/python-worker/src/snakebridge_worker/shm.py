@@ -63,9 +63,10 @@ def read(pid: int, fd: int, nbytes: int) -> bytes:
 class Lent:
     """The segments Node lent to one request, mapped for as long as it runs."""
 
-    __slots__ = ("mapped",)
+    __slots__ = ("pid", "mapped")
 
     def __init__(self) -> None:
+        self.pid = 0
         self.mapped: list[tuple[int, mmap.mmap, memoryview]] = []
 
     def map(self, pid: int, fd: int, nbytes: int) -> memoryview:
@@ -77,8 +78,20 @@ class Lent:
         finally:
             os.close(f)
         view = memoryview(mm)
+        self.pid = pid
         self.mapped.append((fd, mm, view))
         return view
+
+    def holding(self, address: int, nbytes: int, address_of: Any) -> int | None:
+        """The lent segment whose mapping starts at `address` and holds `nbytes`, if any (its fd):
+        an array of a result that is still where Node wrote it, which Node can take back as it is."""
+        for fd, _, view in self.mapped:
+            if nbytes <= view.nbytes and address_of(view) == address:
+                return fd
+        return None
+
+    def mapping(self, fd: int) -> mmap.mmap:
+        return next(mm for f, mm, _ in self.mapped if f == fd)
 
     def close(self) -> list[int]:
         """Unmaps every segment nothing holds any more; returns those something still holds."""
