@@ -1,8 +1,9 @@
 /*
  * Maps a shared memory segment into this process as an ArrayBuffer: what Node cannot do by
  * itself. A worker's big reply is then read where the worker wrote it, with no copy into new
- * memory (whose first touch, not the copy, is what costs). The mapping lives as long as the
- * ArrayBuffer: V8 unmaps it when that is collected.
+ * memory (whose first touch, not the copy, is what costs), and this process's own segments are
+ * written with a memcpy rather than a pwrite. The mapping lives as long as the ArrayBuffer: V8
+ * unmaps it when that is collected.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -22,7 +23,7 @@ static void unmap(napi_env env, void* data, void* hint) {
 static napi_value fail(napi_env env, const char* what, const char* path, int err) {
   char message[512];
   snprintf(message, sizeof message, "%s %s: %s", what, path, strerror(err));
-  const char* code = err == ENOENT ? "ENOENT" : err == ENOMEM ? "ENOMEM" : err == EACCES ? "EACCES" : "EIO";
+  const char* code = err == ENOENT ? "ENOENT" : err == ENOMEM ? "ENOMEM" : err == EACCES ? "EACCES" : err == ENOSPC ? "ENOSPC" : "EIO";
   napi_throw_error(env, code, message);
   return NULL;
 }
@@ -72,9 +73,36 @@ static napi_value map(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
+/*
+ * reserve(fd: number, length: number): the file's blocks for its first `length` bytes, allocated
+ * now (posix_fallocate): a full tmpfs is an error here rather than a SIGBUS when a mapping of the
+ * file is written.
+ */
+static napi_value reserve(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  double requested;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_double(env, argv[1], &requested) != napi_ok ||
+      !(requested >= 1) || requested > 9007199254740991.0) {
+    napi_throw_type_error(env, NULL, "reserve(fd, length): a descriptor and a positive length");
+    return NULL;
+  }
+  int err = posix_fallocate(fd, 0, (off_t)requested);
+  if (err != 0) {
+    char path[32];
+    snprintf(path, sizeof path, "descriptor %d", fd);
+    return fail(env, "cannot allocate", path, err);
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "map", NAPI_AUTO_LENGTH, map, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "map", fn) != napi_ok) return NULL;
+  napi_property_descriptor functions[] = {
+    {"map", NULL, map, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"reserve", NULL, reserve, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, 2, functions) != napi_ok) return NULL;
   return exports;
 }

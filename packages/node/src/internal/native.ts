@@ -4,6 +4,8 @@ import { createRequire } from "node:module"
 export interface Native {
   /** The first `length` bytes of the file at `path`, mapped shared; unmapped once collected. */
   readonly map: (path: string, length: number) => ArrayBuffer
+  /** Allocates the first `length` bytes of file `fd` now (throws ENOSPC on a full tmpfs). */
+  readonly reserve: (fd: number, length: number) => void
 }
 
 /** The addon, or why it cannot be loaded. */

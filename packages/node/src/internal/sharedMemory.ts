@@ -38,14 +38,17 @@ interface Owned {
   held: number
   /** Given back for reuse while held: free once the last holder is collected. */
   returned: boolean
+  /** This process's mapping of it, written in place of a pwrite (with the addon). */
+  view: Uint8Array | undefined
 }
 
 /**
  * Segments in `dir` (a tmpfs: `/dev/shm`), each a file unlinked as soon as it is open, so that
  * nothing outlives this process and the workers that map it: a worker opens one as
- * `/proc/<pid>/fd/<fd>`. A segment is written with one `pwrite`; the worker maps it and numpy
- * wraps the mapping. A worker's segment is mapped by the addon where it is built (`native`),
- * else read with parallel `pread`s.
+ * `/proc/<pid>/fd/<fd>`; the worker maps it and numpy wraps the mapping. Where the addon is
+ * built (`native`), a segment is written through a mapping of it here and a worker's segment
+ * is mapped; without it, a segment is written with one `pwrite` and a worker's is read with
+ * parallel `pread`s.
  */
 export class Segments implements SharedMemory {
   readonly pid = process.pid
@@ -61,7 +64,7 @@ export class Segments implements SharedMemory {
   constructor(
     readonly threshold: number,
     private readonly dir: string,
-    native?: Native
+    private readonly native?: Native
   ) {
     if (native !== undefined) {
       this.map = (pid, fd, length) => {
@@ -86,7 +89,7 @@ export class Segments implements SharedMemory {
     const file = path.join(this.dir, `snakebridge-${process.pid}-${++this.made}`)
     const fd = fs.openSync(file, "wx+", 0o600)
     fs.unlinkSync(file)
-    return { fd, size: 0, kept: false, held: 0, returned: false }
+    return { fd, size: 0, kept: false, held: 0, returned: false, view: undefined }
   }
 
   lend(bytes: Uint8Array): Segment | undefined {
@@ -104,15 +107,38 @@ export class Segments implements SharedMemory {
       return undefined
     }
     try {
-      for (let at = 0; at < n; ) at += fs.writeSync(segment.fd, bytes, at, n - at, at)
+      this.write(segment, bytes)
     } catch {
       // Out of room (a small /dev/shm): this one goes through the pipe.
-      fs.closeSync(segment.fd)
+      this.discard(segment)
       return undefined
     }
     segment.size = Math.max(segment.size, n)
     this.lent.set(segment.fd, segment)
     return { pid: process.pid, fd: segment.fd }
+  }
+
+  /**
+   * Copies `bytes` to the start of the segment: into this process's mapping of it where the addon
+   * is (a memcpy: twice as fast as a pwrite for 64 MiB here), else with one pwrite.
+   */
+  private write(segment: Owned, bytes: Uint8Array): void {
+    const n = bytes.length
+    if (this.native === undefined) {
+      for (let at = 0; at < n; ) at += fs.writeSync(segment.fd, bytes, at, n - at, at)
+      return
+    }
+    if (segment.view === undefined || segment.view.length < n) {
+      if (segment.size < n) this.native.reserve(segment.fd, n)
+      segment.view = new Uint8Array(this.native.map(`/proc/${this.pid}/fd/${segment.fd}`, Math.max(n, segment.size)))
+    }
+    segment.view.set(bytes)
+  }
+
+  /** Closes a segment for good (its mapping goes with the last view over it). */
+  private discard(segment: Owned): void {
+    segment.view = undefined
+    fs.closeSync(segment.fd)
   }
 
   keep(fds: ReadonlyArray<number>): void {
@@ -129,14 +155,14 @@ export class Segments implements SharedMemory {
       this.lent.delete(fd)
       if (reuse && !segment.kept && segment.held > 0) segment.returned = true
       else if (reuse && !segment.kept) this.settle(segment)
-      else fs.closeSync(fd)
+      else this.discard(segment)
     }
   }
 
   /** A segment back for good: kept for reuse, or closed with the rest. */
   private settle(segment: Owned): void {
     segment.returned = false
-    if (this.closed) fs.closeSync(segment.fd)
+    if (this.closed) this.discard(segment)
     else this.keepFree(segment)
   }
 
@@ -146,7 +172,7 @@ export class Segments implements SharedMemory {
     while (this.free.length > 1 && (this.free.length > KEEP_FREE || bytes > KEEP_FREE_BYTES)) {
       const oldest = this.free.shift()!
       bytes -= oldest.size
-      fs.closeSync(oldest.fd)
+      this.discard(oldest)
     }
   }
 
@@ -168,7 +194,7 @@ export class Segments implements SharedMemory {
   /** Closes the free segments; lent ones are closed as they come back. */
   close(): void {
     this.closed = true
-    for (const segment of this.free.splice(0)) fs.closeSync(segment.fd)
+    for (const segment of this.free.splice(0)) this.discard(segment)
   }
 }
 
