@@ -4,6 +4,7 @@ import * as Arrow from "@snakebridge/core/Arrow"
 import { tableFromArrays } from "apache-arrow"
 import { NodePython } from "@snakebridge/node"
 import { Chunk, Effect, Layer, Logger, Schema, Stream } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as v8 from "node:v8"
@@ -555,6 +556,35 @@ a = ${ramp(MiB / 8)}
           env: { PYTHONPATH: fileURLToPath(new URL("fixtures/without-numpy", import.meta.url)) }
         })
       )
+    ))
+})
+
+describe("a full tmpfs", () => {
+  // A tmpfs of 3 MiB as sharedMemoryDir: root may mount one (CI runs as root).
+  const root = process.getuid?.() === 0
+  it.live.skipIf(!root)("an argument that does not fit goes through the pipe: an error from the allocation, never a SIGBUS in a mapping", () =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        const dir = fs.mkdtempSync("/tmp/snakebridge-tiny-")
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", dir])
+        return dir
+      }),
+      (dir) =>
+        Effect.gen(function* () {
+          yield* defineProbe
+          const probe = (...arrays: Array<Float64Array>) => py`return [[in_shared_memory(a), float(a[-1])] for a in ${arrays}]`
+          const filled = (mib: number, x: number) => new Float64Array((mib * MiB) / 8).fill(x)
+          // 2 MiB fits; 4 MiB does not (the free 2 MiB segment is too small, a new one cannot be
+          // had), nor does a second 2 MiB while the first is lent; the segment that fits is reused.
+          expect(yield* probe(filled(2, 1))).toEqual([[true, 1]])
+          expect(yield* probe(filled(4, 2))).toEqual([[false, 2]])
+          expect(yield* probe(filled(2, 3), filled(2, 4))).toEqual([[true, 3], [false, 4]])
+          expect(yield* probe(filled(2, 5))).toEqual([[true, 5]])
+        }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB, sharedMemoryDir: dir }))),
+      (dir) => Effect.sync(() => {
+        execFileSync("umount", ["--lazy", dir]) // this process unmaps its segments when it collects them
+        fs.rmdirSync(dir)
+      })
     ))
 })
 
