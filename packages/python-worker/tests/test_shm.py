@@ -105,19 +105,19 @@ def test_an_array_changed_in_place_is_named_in_the_lent_segment_and_a_view_of_it
         lent = shm.Lent()
         a = codec.decode(shared_ext("d", (MiB // 8,), fd, MiB), codec.Handles(lambda h: h, lent))
         a *= 2
-        borrowed: list[codec.Borrowed] = []
-        body = b"".join(codec.encode_parts({"whole": a, "view": a[1:]}, lent, borrowed))
-        assert [b.fd for b in borrowed] == [fd] and len(out.busy) == 1  # the view went to the outbox
+        shared = codec.Shared()
+        body = b"".join(codec.encode_parts({"whole": a, "view": a[1:]}, lent, shared))
+        assert [b.fd for b in shared.borrowed] == [fd] and len(out.busy) == 1 == len(shared.segments)  # the view went to the outbox
         decoded = codec.decode(body, codec.Handles(lambda h: h, shm.Lent()))
         assert decoded["whole"][3] == 6.0 and decoded["view"][0] == 2.0
         del decoded
         # Without the request's segments at hand, it is copied like any other.
-        assert codec.encode_parts(a, None, []) and len(out.busy) == 2
+        assert codec.encode_parts(a, None, codec.Shared()) and len(out.busy) == 2
         # Moved: the encoding names another segment that holds the same bytes.
-        borrowed = []
-        parts = codec.encode_parts(a, lent, borrowed)
+        shared = codec.Shared()
+        parts = codec.encode_parts(a, lent, shared)
         assert struct.unpack(">IIQ", b"".join(parts)[-16:]) == (os.getpid(), fd, MiB)
-        borrowed[0].move(4321, 77)
+        shared.borrowed[0].move(4321, 77)
         assert struct.unpack(">IIQ", b"".join(parts)[-16:]) == (4321, 77, MiB)
         del a
         assert lent.close() == []

@@ -319,32 +319,31 @@ class Worker:
 
     def reply(self, reply: dict[str, Any], lent: shm.Lent | None = None) -> None:
         rid = reply["id"]
-        borrowed: list[codec.Borrowed] = []
+        shared = codec.Shared()
         try:
-            parts = codec.encode_parts(reply, lent, borrowed)
+            parts = codec.encode_parts(reply, lent, shared)
         except codec.EncodeError as e:
             # Only "value" can fail: the path inside the message is ["value", ...].
-            borrowed.clear()
+            shared = codec.Shared()
             parts = self.encode_error(rid, e.path[1:], e.message)
         if lent is not None:
             # Arrays of the result still where Node lent them are named there, and their mappings
             # (plain references, no view) stay at hand in case the drop kept them too.
-            mappings = {b.fd: lent.mapping(b.fd) for b in borrowed}
+            mappings = {b.fd: lent.mapping(b.fd) for b in shared.borrowed}
             # The result is encoded: whatever still holds Node's segments now was kept by the drop.
             # Node learns it before the reply, so that it never writes into them again.
             reply.clear()
             kept = lent.close()
-            copies: list[int] = []
-            for b in borrowed:
+            for b in shared.borrowed:
                 if b.fd in kept:
                     # Kept and returned: Node gets a copy, or the two would share the array.
                     ref = self.outbox.put(memoryview(mappings[b.fd])[: b.nbytes]) if self.outbox is not None else None
                     if ref is None:
                         if self.outbox is not None:
-                            self.outbox.free(copies)
+                            self.outbox.free(shared.segments)  # the reply that named them is not sent
                         parts = self.encode_error(rid, [], "a kept array could not be copied into shared memory")
                         break
-                    copies.append(ref[1])
+                    shared.segments.append(ref[1])
                     b.move(*ref)
             mappings.clear()
             if kept:

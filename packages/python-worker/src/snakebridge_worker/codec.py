@@ -126,9 +126,20 @@ class Borrowed:
         self.part[self.at : self.at + 8] = _SEGMENT.pack(pid, fd, self.nbytes)[:8]
 
 
-def encode_parts(value: Any, lent: shm.Lent | None = None, borrowed: list[Borrowed] | None = None) -> list[Any]:
+class Shared:
+    """What an encoding put in shared memory: arrays named where Node lent them (`borrowed`),
+    and the outbox segments it wrote (`segments`)."""
+
+    __slots__ = ("borrowed", "segments")
+
+    def __init__(self) -> None:
+        self.borrowed: list[Borrowed] = []
+        self.segments: list[int] = []
+
+
+def encode_parts(value: Any, lent: shm.Lent | None = None, shared: Shared | None = None) -> list[Any]:
     """The encoding as buffers to write in order; big payloads are included by reference. A big
-    numpy array still where Node lent it (`lent`) is named in place, and noted in `borrowed`."""
+    numpy array still where Node lent it (`lent`) is named in place; `shared` says what went where."""
     if _packer is not None and type(value) is dict and "value" in value and type(value["value"]) in _SCALARS:
         # A reply with a scalar value, the common small reply: its other fields are a str and an int.
         try:
@@ -136,8 +147,10 @@ def encode_parts(value: Any, lent: shm.Lent | None = None, borrowed: list[Borrow
         except Exception:  # noqa: BLE001 - ours decides
             _packer.reset()
     e = _Encoder(bytearray())
-    if lent is not None and lent.mapped and borrowed is not None:
-        e.lent, e.borrowed = lent, borrowed
+    if shared is not None:
+        e.borrowed, e.segments = shared.borrowed, shared.segments
+        if lent is not None and lent.mapped:
+            e.lent = lent
     try:
         e.value(value, [], set())
     except BaseException:
