@@ -9,6 +9,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,6 +74,45 @@ static napi_value map(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
+static void release(napi_env env, void* data, void* hint) {
+  (void)data;
+  napi_delete_reference(env, (napi_ref)hint);
+}
+
+/*
+ * alias(buffer: ArrayBuffer, length: number): ArrayBuffer — a second ArrayBuffer over the first
+ * `length` bytes of `buffer`'s memory (a mapping made by `map`), which keeps `buffer` alive as
+ * long as it lives: a result held apart from this process's own use of the mapping, with its
+ * pages already mapped.
+ */
+static napi_value alias(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void* data;
+  size_t byte_length;
+  double requested;
+  bool is_buffer = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_is_arraybuffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_arraybuffer_info(env, argv[0], &data, &byte_length) != napi_ok ||
+      napi_get_value_double(env, argv[1], &requested) != napi_ok || !(requested >= 1) || requested > (double)byte_length) {
+    napi_throw_type_error(env, NULL, "alias(buffer, length): an ArrayBuffer and a length within it");
+    return NULL;
+  }
+  napi_ref ref;
+  if (napi_create_reference(env, argv[0], 1, &ref) != napi_ok) {
+    napi_throw_error(env, NULL, "cannot hold the mapping");
+    return NULL;
+  }
+  napi_value result;
+  if (napi_create_external_arraybuffer(env, data, (size_t)requested, release, ref, &result) != napi_ok) {
+    napi_delete_reference(env, ref);
+    napi_throw_error(env, NULL, "cannot make an ArrayBuffer over a mapping");
+    return NULL;
+  }
+  return result;
+}
+
 /*
  * reserve(fd: number, length: number): the file's blocks for its first `length` bytes, allocated
  * now (posix_fallocate): a full tmpfs is an error here rather than a SIGBUS when a mapping of the
@@ -101,8 +141,9 @@ static napi_value reserve(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   napi_property_descriptor functions[] = {
     {"map", NULL, map, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"alias", NULL, alias, NULL, NULL, NULL, napi_enumerable, NULL},
     {"reserve", NULL, reserve, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  if (napi_define_properties(env, exports, 2, functions) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, 3, functions) != napi_ok) return NULL;
   return exports;
 }

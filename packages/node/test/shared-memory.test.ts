@@ -507,6 +507,35 @@ return b[::-1]
     }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB }))))
 })
 
+describe("results that outlive their layer", () => {
+  it.live("an array changed in place, and one the worker wrote, stay readable after the layer and its segments are closed", () =>
+    Effect.gen(function* () {
+      const [inPlace, theirs] = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const inPlace = yield* py`
+a = ${ramp((2 * MiB) / 8)}
+a += 1
+a
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+          const theirs = yield* py`
+import numpy as np
+np.arange(${(2 * MiB) / 8}, dtype=np.float64) * 3
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+          return [inPlace, theirs] as const
+        }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB })))
+      )
+      // The pool, its workers and Node's segments are gone; what they mapped lives with the results.
+      for (let i = 0; i < 3; i++) {
+        gc()
+        yield* Effect.sleep("10 millis")
+      }
+      const last = (2 * MiB) / 8 - 1
+      expect([inPlace[0], inPlace[last], theirs[1], theirs[last]]).toEqual([1, last + 1, 3, 3 * last])
+      inPlace[0] = 42
+      expect(inPlace[0]).toBe(42)
+    }))
+})
+
 describe("shared memory off", () => {
   it.live("sharedMemoryThreshold: false: every array goes through the pipe both ways, no segment anywhere", () =>
     Effect.gen(function* () {

@@ -4,6 +4,11 @@ import { createRequire } from "node:module"
 export interface Native {
   /** The first `length` bytes of the file at `path`, mapped shared; unmapped once collected. */
   readonly map: (path: string, length: number) => ArrayBuffer
+  /**
+   * A second ArrayBuffer over the first `length` bytes of a mapping made by `map`, which keeps
+   * that mapping alive as long as it lives.
+   */
+  readonly alias: (buffer: ArrayBuffer, length: number) => ArrayBuffer
   /** Allocates the first `length` bytes of file `fd` now (throws ENOSPC on a full tmpfs). */
   readonly reserve: (fd: number, length: number) => void
 }

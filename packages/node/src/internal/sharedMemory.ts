@@ -39,7 +39,7 @@ interface Owned {
   /** Given back for reuse while held: free once the last holder is collected. */
   returned: boolean
   /** This process's mapping of it, written in place of a pwrite (with the addon). */
-  view: Uint8Array | undefined
+  view: Uint8Array<ArrayBuffer> | undefined
 }
 
 /**
@@ -68,12 +68,13 @@ export class Segments implements SharedMemory {
   ) {
     if (native !== undefined) {
       this.map = (pid, fd, length) => {
-        const buffer = native.map(`/proc/${pid}/fd/${fd}`, length)
         const own = pid === this.pid ? this.lent.get(fd) : undefined
-        if (own !== undefined) {
-          own.held++
-          this.holders.register(buffer, own)
-        }
+        if (own === undefined) return new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
+        // An array changed in place in a segment of ours: a buffer of its own over the mapping
+        // this process wrote it through (its pages mapped already), held apart from lending.
+        const buffer = own.view === undefined ? native.map(`/proc/${pid}/fd/${fd}`, length) : native.alias(own.view.buffer, length)
+        own.held++
+        this.holders.register(buffer, own)
         return new Uint8Array(buffer)
       }
     }
