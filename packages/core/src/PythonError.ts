@@ -195,6 +195,26 @@ export class DropTimeout extends Schema.TaggedError<DropTimeout>("@snakebridge/c
 }
 
 /**
+ * `Python.sharedArray` could not make an array in shared memory: the platform cannot map it
+ * (not Linux, `sharedMemoryThreshold: false`, the native addon not built, or
+ * `sharedMemoryMapping: false`), or the memory could not be had.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SharedMemoryUnavailable extends Schema.TaggedError<SharedMemoryUnavailable>(
+  "@snakebridge/core/SharedMemoryUnavailable"
+)("SharedMemoryUnavailable", {
+  reason: Schema.String
+}) {
+  readonly [TypeId]: TypeId = TypeId
+
+  override get message(): string {
+    return `no array in shared memory: ${this.reason}`
+  }
+}
+
+/**
  * Every failure a drop can end with, before decoding its result. `WorkerStartupError`
  * reaches a drop only when the pool gives up restarting a worker; `DropTimeout` only when
  * the pool has a `dropTimeout`.

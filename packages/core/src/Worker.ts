@@ -106,6 +106,14 @@ export interface SharedMemory {
    * of this process is not lent again until then.
    */
   readonly map?: (pid: number, fd: number, length: number) => Uint8Array
+  /**
+   * Where the platform can map memory: `bytes` of new shared memory, mapped here, for an array
+   * that crosses to any worker without a copy until `release` (see `Python.sharedArray`);
+   * throws if it cannot.
+   */
+  readonly allocate?: (bytes: number) => { readonly buffer: ArrayBuffer; readonly release: () => void }
+  /** Whether `buffer` was made by `allocate` and is not released. */
+  readonly allocated?: (buffer: ArrayBufferLike) => boolean
 }
 
 /**

@@ -305,6 +305,42 @@ ${kept}[:] = -1
         yield* py`import builtins; del builtins.both`
       }))
 
+    it.effect("Python.sharedArray: crosses without a copy at any size, a change in place is seen here, and the result is the same memory", () =>
+      Effect.gen(function* () {
+        yield* defineProbe
+        const before = nodeSegments()
+        const released = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const a = yield* Python.sharedArray(Float64Array, 1000) // 8 KB: far below the threshold
+            a.set(ramp(1000))
+            expect(nodeSegments()).toBe(before + 1)
+            expect(yield* seen(a)).toMatchObject({ shared: true, writable: true, shape: [1000] })
+            yield* py`${a} *= 2`
+            expect([a[1], a[999]]).toEqual([2, 1998])
+            const result = yield* py`
+x = ${a}
+x += 1
+x
+`.pipe(Drop.returning(Schema.instanceOf(Float64Array)))
+            expect(result.buffer).toBe(a.buffer)
+            expect([a[1], result[999]]).toEqual([3, 1999])
+            // With a shape too; a view that does not start at the array's start is copied.
+            expect(yield* seen(NdArray.make(a, [10, 100]))).toMatchObject({ shared: true, shape: [10, 100] })
+            yield* py`${a.subarray(1)} *= 0` // a copy: its change stays there
+            expect(a[1]).toBe(3)
+            // Kept by a drop, it is still shared: a change here is seen there.
+            const kept = yield* Drop.handle(py`${a}`)
+            a[0] = 42
+            expect(yield* py`float(${kept}[0])`).toBe(42)
+            expect(nodeSegments()).toBe(before + 1) // nothing lent for any of it
+            return a
+          })
+        )
+        // Released: still readable, and an ordinary array from now on.
+        expect(released[999]).toBe(1999)
+        expect(yield* seen(released)).toMatchObject({ shared: false })
+      }))
+
     it.effect("big results nobody holds do not pile up: V8 counts their mappings as memory, collects them, and the worker reuses their segments", () =>
       Effect.gen(function* () {
         yield* collected
@@ -505,6 +541,25 @@ return b[::-1]
       yield* collected
       expect(yield* workerSegments).toEqual({ own: 1, mapped: 0 })
     }).pipe(Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: MiB }))))
+})
+
+describe("Python.sharedArray where this process cannot map memory", () => {
+  it.live("SharedMemoryUnavailable, saying why: no addon mapping, or no shared memory at all", () =>
+    Effect.gen(function* () {
+      const unmapped = yield* Effect.flip(
+        Effect.scoped(Python.sharedArray(Float64Array, 10)).pipe(
+          Effect.provide(NodePython.layer({ workers: 1, sharedMemoryMapping: false }))
+        )
+      )
+      expect(unmapped).toMatchObject({ _tag: "SharedMemoryUnavailable" })
+      expect(unmapped.reason).toContain("sharedMemoryMapping")
+      const off = yield* Effect.flip(
+        Effect.scoped(Python.sharedArray(Int32Array, 10)).pipe(
+          Effect.provide(NodePython.layer({ workers: 1, sharedMemoryThreshold: false }))
+        )
+      )
+      expect(off.reason).toContain("sharedMemoryThreshold")
+    }))
 })
 
 describe("results that outlive their layer", () => {

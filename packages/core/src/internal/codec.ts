@@ -420,7 +420,7 @@ export class Encoder {
     const head = 3 + 4 * shape.length
     const n = data.byteLength
     const bytes = new Uint8Array(data.buffer, data.byteOffset, n)
-    if (this.shared !== undefined && n >= this.shared.threshold) {
+    if (this.shared !== undefined && (n >= this.shared.threshold || this.shared.allocated?.(data.buffer) === true)) {
       const segment = this.shared.lend(bytes)
       if (segment !== undefined) return this.sharedNdarray(code, shape, n, segment)
     }

@@ -9,6 +9,7 @@ import {
   ProtocolError,
   DropTimeout,
   PythonException,
+  SharedMemoryUnavailable,
   WorkerStartupError
 } from "../PythonError.js"
 import { type Encoded, EncodeFailure, Encoder } from "./codec.js"
@@ -538,5 +539,25 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
         liveHandles: c.liveHandles
       })
     )
-  )
+  ),
+  sharedBuffer: (bytes) =>
+    Effect.acquireRelease(
+      Effect.suspend(() => {
+        const shared = pool.sharedMemory()
+        if (shared?.allocate === undefined) {
+          return Effect.fail(
+            new SharedMemoryUnavailable({
+              reason: shared === undefined
+                ? "the workers cannot map this process's segments (not Linux, or sharedMemoryThreshold: false)"
+                : "this process cannot map memory (the native addon is not built, or sharedMemoryMapping: false)"
+            })
+          )
+        }
+        return Effect.try({
+          try: () => shared.allocate!(bytes),
+          catch: (e) => new SharedMemoryUnavailable({ reason: e instanceof Error ? e.message : String(e) })
+        })
+      }),
+      (made) => Effect.sync(made.release)
+    ).pipe(Effect.map((made) => made.buffer))
 })

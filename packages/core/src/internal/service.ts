@@ -1,7 +1,7 @@
 import { Context, type Effect, type Scope, type Stream } from "effect"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
-import type { DropError } from "../PythonError.js"
+import type { DropError, SharedMemoryUnavailable } from "../PythonError.js"
 
 /** What is known of one running worker. */
 export interface WorkerInfo {
@@ -28,5 +28,7 @@ export class Python extends Context.Tag("@snakebridge/core/Python")<
     readonly liveHandles: Effect.Effect<number>
     /** The workers running now. */
     readonly workers: Effect.Effect<ReadonlyArray<WorkerInfo>>
+    /** `bytes` of shared memory for `Python.sharedArray`, released with the scope. */
+    readonly sharedBuffer: (bytes: number) => Effect.Effect<ArrayBuffer, SharedMemoryUnavailable, Scope.Scope>
   }
 >() {}

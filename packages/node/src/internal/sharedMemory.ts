@@ -54,12 +54,16 @@ export class Segments implements SharedMemory {
   readonly pid = process.pid
   private readonly free: Array<Owned> = []
   private readonly lent = new Map<number, Owned>()
+  /** Segments behind `Python.sharedArray`s: by fd, and by the buffer of their mapping. */
+  private readonly shared = new Map<number, Owned>()
+  private readonly sharedBuffers = new WeakMap<ArrayBufferLike, Owned>()
   private readonly holders = new FinalizationRegistry<Owned>((segment) => {
     if (--segment.held === 0 && segment.returned) this.settle(segment)
   })
   private made = 0
   private closed = false
   readonly map?: (pid: number, fd: number, length: number) => Uint8Array
+  readonly allocate?: (bytes: number) => { readonly buffer: ArrayBuffer; readonly release: () => void }
 
   constructor(
     readonly threshold: number,
@@ -68,6 +72,9 @@ export class Segments implements SharedMemory {
   ) {
     if (native !== undefined) {
       this.map = (pid, fd, length) => {
+        const shared = pid === this.pid ? this.shared.get(fd) : undefined
+        // A shared array the drop changed in place: the same memory, the same buffer.
+        if (shared !== undefined) return shared.view!.subarray(0, length)
         const own = pid === this.pid ? this.lent.get(fd) : undefined
         if (own === undefined) return new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
         // An array changed in place in a segment of ours: a buffer of its own over the mapping
@@ -77,12 +84,42 @@ export class Segments implements SharedMemory {
         this.holders.register(buffer, own)
         return new Uint8Array(buffer)
       }
+      this.allocate = (bytes) => this.allocateShared(native, bytes)
     }
   }
 
   lends(fd: number): boolean {
     const segment = this.lent.get(fd)
-    return segment !== undefined && !segment.kept
+    return (segment !== undefined && !segment.kept) || this.shared.has(fd)
+  }
+
+  allocated(buffer: ArrayBufferLike): boolean {
+    return this.sharedBuffers.has(buffer)
+  }
+
+  /** A new segment mapped here for a shared array, lent as it is (no copy) until released. */
+  private allocateShared(native: Native, bytes: number): { readonly buffer: ArrayBuffer; readonly release: () => void } {
+    const segment = this.create()
+    try {
+      native.reserve(segment.fd, bytes)
+      segment.size = bytes
+      segment.view = new Uint8Array(native.map(`/proc/${this.pid}/fd/${segment.fd}`, bytes))
+    } catch (e) {
+      this.discard(segment)
+      throw e
+    }
+    const buffer = segment.view.buffer
+    this.shared.set(segment.fd, segment)
+    this.sharedBuffers.set(buffer, segment)
+    return {
+      buffer,
+      release: () => {
+        // The array keeps its mapping (and its memory) for as long as it lives.
+        this.shared.delete(segment.fd)
+        this.sharedBuffers.delete(buffer)
+        this.discard(segment)
+      }
+    }
   }
 
   /** Opens a new, empty segment (throws if the directory will not have it). */
@@ -95,6 +132,8 @@ export class Segments implements SharedMemory {
 
   lend(bytes: Uint8Array): Segment | undefined {
     if (this.closed) return undefined
+    const shared = bytes.byteOffset === 0 ? this.sharedBuffers.get(bytes.buffer) : undefined
+    if (shared !== undefined) return { pid: this.pid, fd: shared.fd }
     const n = bytes.length
     let best = -1
     for (let i = 0; i < this.free.length; i++) {

@@ -262,17 +262,19 @@ class _Encoder:
     def shared(self, code: str, shape: tuple[int, ...], data: memoryview) -> bool:
         """ext 6, when `data` is big enough and a segment of the outbox takes it: the head of ext 4
         (pad 0), then pid, fd and byte length. False when it goes through the pipe instead."""
-        if _outbox is None or data.nbytes < _outbox.threshold:
+        # An array still where Node lent it is named there whatever its size (Node lends small
+        # ones too: its shared arrays).
+        fd = self.lent_segment(data) if self.lent is not None and code not in (ARROW_CODE, BYTES_CODE) else None
+        if fd is None and (_outbox is None or data.nbytes < _outbox.threshold):
             return False
         head = bytes((ord(code), len(shape), 0)) + b"".join(_I.pack(d) for d in shape)
-        fd = self.lent_segment(data) if self.lent is not None and code not in (ARROW_CODE, BYTES_CODE) else None
         if fd is not None:
             self.ext_header(EXT_SHARED_NDARRAY, len(head) + _SEGMENT.size)
             self.out += head
             self.borrowed.append(Borrowed(fd, data.nbytes, self.out, len(self.out)))
             self.out += _SEGMENT.pack(self.lent.pid, fd, data.nbytes)  # type: ignore[union-attr]
             return True
-        ref = _outbox.put(data)
+        ref = _outbox.put(data)  # type: ignore[union-attr]
         if ref is None:
             return False
         self.segments.append(ref[1])
