@@ -2,7 +2,7 @@
  * Typed arrays into numpy and back, Arrow tables into pandas and back, and the machine's
  * fresh-allocation rate: the ceiling of any transfer that lands in new memory.
  */
-import { Drop, py } from "@snakebridge/core"
+import { Drop, py, Python } from "@snakebridge/core"
 import * as Arrow from "@snakebridge/core/Arrow"
 import { type Table, tableFromArrays } from "apache-arrow"
 import { Effect, Schema } from "effect"
@@ -44,6 +44,30 @@ a
     const rest = rates.slice(1).sort((a, b) => a - b)
     return { first: rates[0]!, repeated: rest.length > 0 ? rest[rest.length >> 1]! : rates[0]! }
   })
+
+/**
+ * The same round trip with the array made by `Python.sharedArray`: it crosses without a copy
+ * and comes back as the same memory; MB/s, the median of `times` after a first one.
+ */
+export const sharedArrayRoundTrips = (bytes: number, times: number) =>
+  Effect.gen(function* () {
+    const input = yield* Python.sharedArray(Float64Array, bytes / 8)
+    for (let i = 0; i < input.length; i += 512) input[i] = i
+    const rates: Array<number> = []
+    for (let k = 0; k <= times; k++) {
+      const before = touchPages(input)
+      const t = nowUs()
+      const out = yield* py`
+a = ${input}
+a *= 2
+a
+`.pipe(Drop.returning(Float64))
+      const sum = touchPages(out)
+      rates.push(bytes / (nowUs() - t))
+      if (out.length !== input.length || sum !== 2 * before) return yield* Effect.fail(new Error("shared array round trip: wrong result"))
+    }
+    return rates.slice(1).sort((a, b) => a - b)[times >> 1]!
+  }).pipe(Effect.scoped)
 
 /**
  * One way at a time, `times` in a row, median MB/s: a `Float64Array` of `bytes` into numpy (the

@@ -254,6 +254,7 @@ const sbRep = async () => {
     const nd = await run("ndarray", arrays.ndarrayRoundTrips(config.bulkBytes, config.ndarrayRepeats))
     record("sb.ndarray.first", nd.first)
     record("sb.ndarray.repeated", nd.repeated)
+    record("sb.sharedArray", await run("shared array", arrays.sharedArrayRoundTrips(config.bulkBytes, config.ndarrayRepeats - 1)))
     const oneWay = await run("ndarray one way", arrays.ndarrayOneWay(config.bulkBytes, config.ndarrayRepeats))
     record("sb.ndarray.into", oneWay.into)
     record("sb.ndarray.back", oneWay.back)
@@ -422,6 +423,11 @@ const lines = [
     "bandwidth, higher is better"
   ),
   ratioRow(
+    `${bulkMiB} MiB \`Python.sharedArray\` → numpy → back, repeated / floor round trip`,
+    ratio("sb.sharedArray", "floor.bulkRoundTrip"),
+    "bandwidth, higher is better"
+  ),
+  ratioRow(
     `${bulkMiB} MiB \`Float64Array\` → numpy, repeated / floor bulk Node → Python`,
     ratio("sb.ndarray.into", "floor.bulkIn"),
     "bandwidth, higher is better"
@@ -483,6 +489,7 @@ const lines = [
   row(`the same, repeated (median of ${config.ndarrayRepeats - 1})`, "MB/s", get("sb.ndarray.repeated")),
   row(`the same through the pipe alone (\`sharedMemoryThreshold: false\`), first`, "MB/s", get("sb.ndarrayPipe.first")),
   row(`the same through the pipe alone, repeated`, "MB/s", get("sb.ndarrayPipe.repeated")),
+  row(`${bulkMiB} MiB \`Python.sharedArray(Float64Array, n)\` → numpy (\`a *= 2\`) → back, no copy either way, repeated`, "MB/s", get("sb.sharedArray")),
   row(`${bulkMiB} MiB \`Float64Array\` → numpy only (the drop returns its length), repeated`, "MB/s", get("sb.ndarray.into")),
   row(`${bulkMiB} MiB numpy array kept in the worker → \`Float64Array\` only, repeated`, "MB/s", get("sb.ndarray.back")),
   row(`Arrow table, ${config.arrowRows.toLocaleString("en-US")} rows × 4 numeric columns → pyarrow Table`, "rows/s", get("sb.arrow.transferIn")),
