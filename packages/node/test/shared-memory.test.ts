@@ -3,7 +3,7 @@ import { Drop, NdArray, py, Python } from "@snakebridge/core"
 import * as Arrow from "@snakebridge/core/Arrow"
 import { tableFromArrays } from "apache-arrow"
 import { NodePython } from "@snakebridge/node"
-import { Chunk, Effect, Layer, Logger, Schema, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Layer, Logger, Schema, Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
@@ -339,6 +339,27 @@ x
         // Released: still readable, and an ordinary array from now on.
         expect(released[999]).toBe(1999)
         expect(yield* seen(released)).toMatchObject({ shared: false })
+      }))
+
+    it.effect("Python.sharedArray released while a drop has it: its segment stays open until that drop is done", () =>
+      Effect.gen(function* () {
+        const before = nodeSegments()
+        const scope = yield* Scope.make()
+        const a = yield* Python.sharedArray(Float64Array, 100).pipe(Scope.extend(scope))
+        a.fill(5)
+        const started = yield* Deferred.make<void>()
+        const drop = yield* py`
+import snakebridge, time
+snakebridge.emit(1)
+time.sleep(0.3)
+float(${a}.sum())
+`.pipe(Drop.onProgress(() => Deferred.succeed(started, undefined)), Effect.fork)
+        yield* Deferred.await(started)
+        yield* Scope.close(scope, Exit.void)
+        expect(nodeSegments()).toBe(before + 1) // released, but the drop has it
+        expect(yield* Fiber.join(drop)).toBe(500)
+        expect(nodeSegments()).toBe(before)
+        expect(a[99]).toBe(5)
       }))
 
     it.effect("big results nobody holds do not pile up: V8 counts their mappings as memory, collects them, and the worker reuses their segments", () =>

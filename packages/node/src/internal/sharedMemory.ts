@@ -54,7 +54,11 @@ export class Segments implements SharedMemory {
   readonly pid = process.pid
   private readonly free: Array<Owned> = []
   private readonly lent = new Map<number, Owned>()
-  /** Segments behind `Python.sharedArray`s: by fd, and by the buffer of their mapping. */
+  /**
+   * Segments behind `Python.sharedArray`s: by fd (until released and no request has them: `held`
+   * counts those requests, `returned` says released), and by the buffer of their mapping (until
+   * released).
+   */
   private readonly shared = new Map<number, Owned>()
   private readonly sharedBuffers = new WeakMap<ArrayBufferLike, Owned>()
   private readonly holders = new FinalizationRegistry<Owned>((segment) => {
@@ -114,12 +118,18 @@ export class Segments implements SharedMemory {
     return {
       buffer,
       release: () => {
-        // The array keeps its mapping (and its memory) for as long as it lives.
-        this.shared.delete(segment.fd)
+        // From now on an ordinary array, which keeps its mapping (and its memory) as long as it
+        // lives; the segment closes once no request has it.
         this.sharedBuffers.delete(buffer)
-        this.discard(segment)
+        segment.returned = true
+        if (segment.held === 0) this.closeShared(segment)
       }
     }
+  }
+
+  private closeShared(segment: Owned): void {
+    this.shared.delete(segment.fd)
+    this.discard(segment)
   }
 
   /** Opens a new, empty segment (throws if the directory will not have it). */
@@ -133,7 +143,10 @@ export class Segments implements SharedMemory {
   lend(bytes: Uint8Array): Segment | undefined {
     if (this.closed) return undefined
     const shared = bytes.byteOffset === 0 ? this.sharedBuffers.get(bytes.buffer) : undefined
-    if (shared !== undefined) return { pid: this.pid, fd: shared.fd }
+    if (shared !== undefined) {
+      shared.held++
+      return { pid: this.pid, fd: shared.fd }
+    }
     const n = bytes.length
     let best = -1
     for (let i = 0; i < this.free.length; i++) {
@@ -190,6 +203,11 @@ export class Segments implements SharedMemory {
 
   giveBack(segments: ReadonlyArray<Segment>, reuse: boolean): void {
     for (const { fd } of segments) {
+      const shared = this.shared.get(fd)
+      if (shared !== undefined) {
+        if (--shared.held === 0 && shared.returned) this.closeShared(shared)
+        continue
+      }
       const segment = this.lent.get(fd)
       if (segment === undefined) continue
       this.lent.delete(fd)
