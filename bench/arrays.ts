@@ -21,16 +21,15 @@ const touchPages = (a: Float64Array): number => {
 }
 
 /**
- * A `Float64Array` of `bytes` into numpy (doubled in place there) and back, `times` times in a
- * row with the same input: MB/s of payload per round trip, first and median of the rest.
+ * `input` into numpy, doubled in place there (`a *= 2`) and back, `times` times in a row: MB/s of
+ * payload per round trip, in order. Each page of `input` holds its index first.
  */
-export const ndarrayRoundTrips = (bytes: number, times: number) =>
+const doublings = (input: Float64Array, times: number) =>
   Effect.gen(function* () {
-    const input = new Float64Array(bytes / 8)
     for (let i = 0; i < input.length; i += 512) input[i] = i
-    const expected = touchPages(input)
     const rates: Array<number> = []
     for (let k = 0; k < times; k++) {
+      const before = touchPages(input) // changed by the last round trip if it is shared
       const t = nowUs()
       const out = yield* py`
 a = ${input}
@@ -38,35 +37,29 @@ a *= 2
 a
 `.pipe(Drop.returning(Float64))
       const sum = touchPages(out)
-      rates.push(bytes / (nowUs() - t))
-      if (out.length !== input.length || sum !== 2 * expected) return yield* Effect.fail(new Error("ndarray round trip: wrong result"))
+      rates.push(input.byteLength / (nowUs() - t))
+      if (out.length !== input.length || sum !== 2 * before) return yield* Effect.fail(new Error("round trip: wrong result"))
     }
-    const rest = rates.slice(1).sort((a, b) => a - b)
-    return { first: rates[0]!, repeated: rest.length > 0 ? rest[rest.length >> 1]! : rates[0]! }
+    return rates
   })
+
+const median = (xs: ReadonlyArray<number>): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
+
+/** A `Float64Array` of `bytes` round trip (`doublings`), `times` times: the first, and the median of the rest. */
+export const ndarrayRoundTrips = (bytes: number, times: number) =>
+  Effect.map(doublings(new Float64Array(bytes / 8), times), (rates) => ({
+    first: rates[0]!,
+    repeated: rates.length > 1 ? median(rates.slice(1)) : rates[0]!
+  }))
 
 /**
  * The same round trip with the array made by `Python.sharedArray`: it crosses without a copy
- * and comes back as the same memory; MB/s, the median of `times` after a first one.
+ * and comes back as the same memory; the median of `times` after a first one.
  */
 export const sharedArrayRoundTrips = (bytes: number, times: number) =>
   Effect.gen(function* () {
-    const input = yield* Python.sharedArray(Float64Array, bytes / 8)
-    for (let i = 0; i < input.length; i += 512) input[i] = i
-    const rates: Array<number> = []
-    for (let k = 0; k <= times; k++) {
-      const before = touchPages(input)
-      const t = nowUs()
-      const out = yield* py`
-a = ${input}
-a *= 2
-a
-`.pipe(Drop.returning(Float64))
-      const sum = touchPages(out)
-      rates.push(bytes / (nowUs() - t))
-      if (out.length !== input.length || sum !== 2 * before) return yield* Effect.fail(new Error("shared array round trip: wrong result"))
-    }
-    return rates.slice(1).sort((a, b) => a - b)[times >> 1]!
+    const rates = yield* doublings(yield* Python.sharedArray(Float64Array, bytes / 8), times + 1)
+    return median(rates.slice(1))
   }).pipe(Effect.scoped)
 
 /**
@@ -95,7 +88,6 @@ np.ones(${bytes / 8})
         return yield* Effect.fail(new Error("ndarray one way: wrong result"))
       }
     }
-    const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
     return { into: median(into), back: median(back) }
   }).pipe(Effect.scoped)
 
