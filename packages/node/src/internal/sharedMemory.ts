@@ -34,9 +34,12 @@ interface Owned {
   size: number
   /** The worker kept an array over it: never written again. */
   kept: boolean
-  /** Results mapped over it (an array the drop changed in place): not lent again until collected. */
+  /**
+   * What keeps it from being reused or closed: results mapped over it (an array a drop changed
+   * in place, not yet collected), or, for a shared array's segment, the requests it is lent to.
+   */
   held: number
-  /** Given back for reuse while held: free once the last holder is collected. */
+  /** Given back for reuse (or, a shared array's, released) while held: settled once nothing holds it. */
   returned: boolean
   /** This process's mapping of it, written in place of a pwrite (with the addon). */
   view: Uint8Array<ArrayBuffer> | undefined
