@@ -85,8 +85,8 @@ export class Segments implements SharedMemory {
         const own = pid === this.pid ? this.lent.get(fd) : undefined
         if (own === undefined) return new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
         // An array changed in place in a segment of ours: a buffer of its own over the mapping
-        // this process wrote it through (its pages mapped already), held apart from lending.
-        const buffer = own.view === undefined ? native.map(`/proc/${pid}/fd/${fd}`, length) : native.alias(own.view.buffer, length)
+        // this process wrote it through (`write`: its pages mapped already), held apart from lending.
+        const buffer = native.alias(own.view!.buffer, length)
         own.held++
         this.holders.register(buffer, own)
         return new Uint8Array(buffer)
@@ -171,7 +171,7 @@ export class Segments implements SharedMemory {
     }
     segment.size = Math.max(segment.size, n)
     this.lent.set(segment.fd, segment)
-    return { pid: process.pid, fd: segment.fd }
+    return { pid: this.pid, fd: segment.fd }
   }
 
   /**
