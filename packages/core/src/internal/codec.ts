@@ -138,11 +138,18 @@ const INT64_MAX = 2n ** 63n - 1n
 /**
  * An encoded value: parts to write in order (one, unless it holds big payloads by reference),
  * and the shared memory segments lent to carry its biggest typed arrays.
+ *
+ * A class, and its parts an `Array.of`, not literals: V8 tracks where each object or array
+ * literal is made, and one made per request can look long-lived when a full collection's marking
+ * keeps a burst of requests alive; it is then made in the old generation, where, dead, it holds
+ * the young objects it points to through every scavenge (see `runNow` in python.ts).
  */
-export interface Encoded {
-  readonly chunks: ReadonlyArray<Uint8Array>
-  readonly length: number
-  readonly segments: ReadonlyArray<Segment>
+export class Encoded {
+  constructor(
+    readonly chunks: ReadonlyArray<Uint8Array>,
+    readonly length: number,
+    readonly segments: ReadonlyArray<Segment>
+  ) {}
 }
 
 /** A growable buffer that writes MessagePack. */
@@ -216,13 +223,15 @@ export class Encoder {
 
   /** The encoding as parts, for a frame to carry without copying. */
   encoded(): Encoded {
-    return { chunks: this.chunks(), length: this.length, segments: this.segments }
+    return new Encoded(this.chunks(), this.length, this.segments)
   }
 
   /** The bytes written so far as parts to write in order, without joining them. */
   chunks(): Array<Uint8Array> {
     const tail = this.buf.subarray(this.begin, this.pos)
-    return this.parts.length === 0 ? [tail] : tail.length === 0 ? [...this.parts] : [...this.parts, tail]
+    const chunks = this.parts.length === 0 ? Array.of(tail) : this.parts.slice()
+    if (this.parts.length > 0 && tail.length > 0) chunks.push(tail)
+    return chunks
   }
 
   /** How many bytes were written. */

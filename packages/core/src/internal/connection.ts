@@ -29,10 +29,12 @@ export interface ConnectionOptions {
 
 export type ChannelError = WorkerLost | ProtocolError
 
-/** A reply with the size of its frame body. */
-export interface Delivered {
-  readonly reply: Reply
-  readonly bytes: number
+/** A reply with the size of its frame body (a class, not a literal: see `Encoded`). */
+export class Delivered {
+  constructor(
+    readonly reply: Reply,
+    readonly bytes: number
+  ) {}
 }
 
 /**
@@ -316,7 +318,7 @@ export const make = (
         served++
         lastActive = Date.now()
         untrack(msg.id)
-        waiter.done(Exit.succeed({ reply: msg, bytes }))
+        waiter.done(Exit.succeed(new Delivered(msg, bytes)))
       }
     }
 
