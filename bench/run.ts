@@ -142,6 +142,7 @@ const log = (text: string) => process.stderr.write(`bench: ${text}\n`)
 const recordCpu = (name: string, rep: LatencyRep) => {
   if (rep.nodeCpuUs !== undefined) record(`${name}.nodeCpu`, rep.nodeCpuUs)
   if (rep.pythonCpuUs !== undefined && Number.isFinite(rep.pythonCpuUs)) record(`${name}.pythonCpu`, rep.pythonCpuUs)
+  if (rep.nodeGcUs !== undefined) record(`${name}.nodeGc`, rep.nodeGcUs)
 }
 
 const checkCount = (label: string, got: number, wanted: number) => {
@@ -447,6 +448,7 @@ const lines = [
   row("tiny round trip, sequential, p99", "µs", get("floor.seq.p99")),
   row("tiny round trip, sequential", "calls/s", get("floor.seq.rate")),
   row("tiny round trip, Node's CPU per round trip", "µs", get("floor.seq.nodeCpu")),
+  row("tiny round trip, Node's garbage collection pauses per round trip", "µs", get("floor.seq.nodeGc")),
   row("tiny round trip, the echo process's CPU per round trip", "µs", get("floor.seq.pythonCpu")),
   row("+ cached exec and JSON, p50", "µs", get("floor.exec.p50")),
   row("+ cached exec and JSON, p99", "µs", get("floor.exec.p99")),
@@ -469,11 +471,13 @@ const lines = [
   row("trivial drop, p99", "µs", get("sb.drop.p99")),
   row("trivial drop, sequential", "calls/s", get("sb.drop.rate")),
   row("trivial drop, Node's CPU per drop", "µs", get("sb.drop.nodeCpu")),
+  row("trivial drop, Node's garbage collection pauses per drop", "µs", get("sb.drop.nodeGc")),
   row("trivial drop, the worker's CPU per drop (with its poll for the next request)", "µs", get("sb.drop.pythonCpu")),
   row('`Python.call("operator.add", [x, 1])`, p50', "µs", get("sb.call.p50")),
   row("`Python.call`, p99", "µs", get("sb.call.p99")),
   row("`Python.call`, sequential", "calls/s", get("sb.call.rate")),
   row("`Python.call`, Node's CPU per call", "µs", get("sb.call.nodeCpu")),
+  row("`Python.call`, Node's garbage collection pauses per call", "µs", get("sb.call.nodeGc")),
   row("`Python.call`, the worker's CPU per call", "µs", get("sb.call.pythonCpu")),
   row("drop with a handle argument `${h}[0] + ${x}`, p50", "µs", get("sb.hdrop.p50")),
   row("drop with a handle argument, p99", "µs", get("sb.hdrop.p99")),

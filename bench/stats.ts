@@ -4,6 +4,7 @@
 import { execFileSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
+import { PerformanceObserver } from "node:perf_hooks"
 
 /** Monotonic time in microseconds. */
 export const nowUs = (): number => Number(process.hrtime.bigint()) / 1e3
@@ -48,6 +49,7 @@ export interface LatencyRep {
   /** CPU per operation, where measured (10 ms resolution for the Python process: long loops only). */
   readonly nodeCpuUs?: number
   readonly pythonCpuUs?: number
+  readonly nodeGcUs?: number
 }
 
 export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number, cpu?: CpuPerOp): LatencyRep => ({
@@ -58,10 +60,14 @@ export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number, cp
   ...cpu
 })
 
-/** CPU time per operation, in µs: this Node process's, and the Python process's at the other end. */
+/**
+ * CPU time per operation, in µs: this Node process's, and the Python process's at the other end;
+ * and the time this process spent paused in garbage collection per operation.
+ */
 export interface CpuPerOp {
   readonly nodeCpuUs: number
   readonly pythonCpuUs: number
+  readonly nodeGcUs: number
 }
 
 /** Clock ticks per second of /proc/<pid>/stat (Linux's USER_HZ). */
@@ -80,11 +86,22 @@ const processCpuUs = (pid: number): number => {
 
 /** Starts measuring CPU time of this process and the Python process `pid`; the result divides by `ops`. */
 export const cpuMeter = (pid: number) => {
+  let pausedMs = 0
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pausedMs += entry.duration
+  })
+  gc.observe({ entryTypes: ["gc"] })
   const node = process.cpuUsage()
   const python = processCpuUs(pid)
   return (ops: number): CpuPerOp => {
     const used = process.cpuUsage(node)
-    return { nodeCpuUs: (used.user + used.system) / ops, pythonCpuUs: (processCpuUs(pid) - python) / ops }
+    for (const entry of gc.takeRecords()) pausedMs += entry.duration
+    gc.disconnect()
+    return {
+      nodeCpuUs: (used.user + used.system) / ops,
+      pythonCpuUs: (processCpuUs(pid) - python) / ops,
+      nodeGcUs: (pausedMs * 1e3) / ops
+    }
   }
 }
 
