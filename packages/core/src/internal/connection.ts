@@ -3,6 +3,7 @@ import * as Metrics from "../Metrics.js"
 import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js"
 import type { SharedMemory, WorkerProcess } from "../Worker.js"
 import { DecodeFailure, type SegmentRead, UnreadableSegment } from "./codec.js"
+import * as Exits from "./exit.js"
 import {
   decodeMessage,
   type Frame,
@@ -112,14 +113,16 @@ export class Waiter {
     listener?.(outcome)
   }
 
-  /** Waits for the outcome as the listener (made on demand: a trivial drop waits by callback). */
+  /**
+   * Waits for the outcome as the listener (made on demand: a trivial drop waits by callback). An
+   * interrupted wait leaves its listener until the outcome or the next wait: Effect ignores a
+   * resume that comes after an interruption, and a canceler here would cost each request an
+   * `Effect.onInterrupt` (see exit.ts).
+   */
   wait(): Effect.Effect<Delivered, ChannelError> {
     return Effect.async((resume) => {
       if (this.outcome !== undefined) return resume(this.outcome)
       this.listener = resume
-      return Effect.sync(() => {
-        this.listener = undefined
-      })
     })
   }
 }
@@ -427,7 +430,7 @@ export const make = (
       })
 
     const abandon = (id: number, waiter: Waiter, onLateOk?: (reply: Reply) => void) =>
-      Effect.ensuring(cancel(id, waiter, onLateOk), forget(id))
+      Exits.ensuring(cancel(id, waiter, onLateOk), forget(id))
 
     const connection: Connection = {
       workerId,
@@ -446,7 +449,7 @@ export const make = (
         Effect.suspend(() => {
           if (!alive) return Effect.flatMap(Deferred.await(death), Effect.fail)
           const waiter = submit(id, frame, onEmit)
-          return Effect.onExit(waiter.wait(), (exit) =>
+          return Exits.onExit(waiter.wait(), (exit) =>
             Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? abandon(id, waiter, onLateOk) : forget(id)
           )
         }),

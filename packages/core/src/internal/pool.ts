@@ -3,6 +3,7 @@ import { WorkerLost, WorkerStartupError } from "../PythonError.js"
 import * as Metrics from "../Metrics.js"
 import { type SharedMemory, WorkerSpawner } from "../Worker.js"
 import * as Connection from "./connection.js"
+import * as Exits from "./exit.js"
 
 export interface PoolOptions {
   /** Number of worker processes. */
@@ -107,9 +108,9 @@ class Capacity {
     const waiter = Deferred.unsafeMake<Connection.Connection, PoolFailure>(FiberId.none)
     this.waiters.push(waiter)
     Metrics.queueDepth.unsafeModify(1, [])
-    return Deferred.await(waiter).pipe(
-      Effect.ensuring(Effect.sync(() => Metrics.queueDepth.unsafeModify(-1, []))),
-      Effect.onInterrupt(() =>
+    const waited = Exits.onInterrupt(
+      Exits.ensuring(Deferred.await(waiter), Effect.sync(() => Metrics.queueDepth.unsafeModify(-1, []))),
+      () =>
         Effect.suspend(() => {
           const i = this.waiters.indexOf(waiter)
           if (i !== -1) {
@@ -121,9 +122,8 @@ class Capacity {
             Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: (e) => Effect.ignore(Effect.map(e, (c) => this.put(c))) }))
           )
         })
-      ),
-      Effect.flatMap((c) => (usable(c) ? Effect.succeed(c) : this.take))
     )
+    return Effect.flatMap(waited, (c) => (usable(c) ? Effect.succeed(c) : this.take))
   })
 }
 
@@ -300,7 +300,7 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, WorkerStartupErr
       withWorker: (f) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(restore(capacity.take), (conn) =>
-            restore(f(conn)).pipe(Effect.ensuring(Effect.sync(() => giveBack(conn))))
+            Exits.ensuring(restore(f(conn)), Effect.sync(() => giveBack(conn)))
           )
         ),
       takeNow: () => capacity.takeNow(),
