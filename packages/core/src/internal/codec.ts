@@ -142,7 +142,7 @@ const INT64_MAX = 2n ** 63n - 1n
  * A class, and its parts an `Array.of`, not literals: V8 tracks where each object or array
  * literal is made, and one made per request can look long-lived when a full collection's marking
  * keeps a burst of requests alive; it is then made in the old generation, where, dead, it holds
- * the young objects it points to through every scavenge (see `runNow` in python.ts).
+ * the young objects it points to through every scavenge (see exit.ts).
  */
 export class Encoded {
   constructor(
