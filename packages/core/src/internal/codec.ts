@@ -139,10 +139,11 @@ const INT64_MAX = 2n ** 63n - 1n
  * An encoded value: parts to write in order (one, unless it holds big payloads by reference),
  * and the shared memory segments lent to carry its biggest typed arrays.
  *
- * A class, and its parts an `Array.of`, not literals: V8 tracks where each object or array
- * literal is made, and one made per request can look long-lived when a full collection's marking
- * keeps a burst of requests alive; it is then made in the old generation, where, dead, it holds
- * the young objects it points to through every scavenge (see exit.ts).
+ * A class, not an object literal: V8 tracks where each literal is made, and one made per request
+ * can look long-lived when a full collection's marking keeps a burst of requests alive; it is then
+ * made in the old generation, where, dead, it holds the young objects it points to through every
+ * scavenge (see exit.ts). Its parts stay an array literal: `Array.of` cost 0.55 us more per call,
+ * and such an array holds only views of the encoder's buffer and payloads the caller holds anyway.
  */
 export class Encoded {
   constructor(
@@ -229,9 +230,7 @@ export class Encoder {
   /** The bytes written so far as parts to write in order, without joining them. */
   chunks(): Array<Uint8Array> {
     const tail = this.buf.subarray(this.begin, this.pos)
-    const chunks = this.parts.length === 0 ? Array.of(tail) : this.parts.slice()
-    if (this.parts.length > 0 && tail.length > 0) chunks.push(tail)
-    return chunks
+    return this.parts.length === 0 ? [tail] : tail.length === 0 ? [...this.parts] : [...this.parts, tail]
   }
 
   /** How many bytes were written. */
