@@ -45,6 +45,10 @@ interface Owned {
   view: Uint8Array<ArrayBuffer> | undefined
 }
 
+/** The first `length` bytes of segment `fd` of process `pid`, mapped here (shared). */
+const mapSegment = (native: Native, pid: number, fd: number, length: number): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
+
 /**
  * Segments in `dir` (a tmpfs: `/dev/shm`), each a file unlinked as soon as it is open, so that
  * nothing outlives this process and the workers that map it: a worker opens one as
@@ -83,7 +87,7 @@ export class Segments implements SharedMemory {
         // A shared array the drop changed in place: the same memory, the same buffer.
         if (shared !== undefined) return shared.view!.subarray(0, length)
         const own = pid === this.pid ? this.lent.get(fd) : undefined
-        if (own === undefined) return new Uint8Array(native.map(`/proc/${pid}/fd/${fd}`, length))
+        if (own === undefined) return mapSegment(native, pid, fd, length)
         // An array changed in place in a segment of ours: a buffer of its own over the mapping
         // this process wrote it through (`write`: its pages mapped already), held apart from lending.
         const buffer = native.alias(own.view!.buffer, length)
@@ -110,7 +114,7 @@ export class Segments implements SharedMemory {
     try {
       native.reserve(segment.fd, bytes)
       segment.size = bytes
-      segment.view = new Uint8Array(native.map(`/proc/${this.pid}/fd/${segment.fd}`, bytes))
+      segment.view = mapSegment(native, this.pid, segment.fd, bytes)
     } catch (e) {
       this.discard(segment)
       throw e
@@ -186,7 +190,7 @@ export class Segments implements SharedMemory {
     }
     if (segment.view === undefined || segment.view.length < n) {
       if (segment.size < n) this.native.reserve(segment.fd, n)
-      segment.view = new Uint8Array(this.native.map(`/proc/${this.pid}/fd/${segment.fd}`, Math.max(n, segment.size)))
+      segment.view = mapSegment(this.native, this.pid, segment.fd, Math.max(n, segment.size))
     }
     segment.view.set(bytes)
   }
