@@ -6,7 +6,7 @@ import { Drop, py, Python } from "@snakebridge/core"
 import * as Arrow from "@snakebridge/core/Arrow"
 import { type Table, tableFromArrays } from "apache-arrow"
 import { Effect, Schema } from "effect"
-import { nowUs } from "./stats.js"
+import { nowUs, PAGE_BYTES, touchBytes } from "./stats.js"
 
 const Float64 = Schema.instanceOf(Float64Array)
 
@@ -14,9 +14,11 @@ const Float64 = Schema.instanceOf(Float64Array)
  * Reads one element of every 4 KiB page: a result mapped where the worker wrote it is faulted
  * in page by page when first read, and a transfer is not done before its pages can be read.
  */
+const PAGE_ELEMENTS = PAGE_BYTES / Float64Array.BYTES_PER_ELEMENT
+
 const touchPages = (a: Float64Array): number => {
   let sum = 0
-  for (let i = 0; i < a.length; i += 512) sum += a[i]!
+  for (let i = 0; i < a.length; i += PAGE_ELEMENTS) sum += a[i]!
   return sum
 }
 
@@ -26,7 +28,7 @@ const touchPages = (a: Float64Array): number => {
  */
 const doublings = (input: Float64Array, times: number) =>
   Effect.gen(function* () {
-    for (let i = 0; i < input.length; i += 512) input[i] = i
+    for (let i = 0; i < input.length; i += PAGE_ELEMENTS) input[i] = i
     const rates: Array<number> = []
     for (let k = 0; k < times; k++) {
       const before = touchPages(input) // changed by the last round trip if it is shared
@@ -84,20 +86,19 @@ np.ones(${bytes / 8})
       const out = yield* py`${kept}`.pipe(Drop.returning(Float64))
       const sum = touchPages(out)
       back.push(bytes / (nowUs() - t))
-      if (n !== input.length || out.length !== input.length || sum !== out.length / 512) {
+      if (n !== input.length || out.length !== input.length || sum !== out.length / PAGE_ELEMENTS) {
         return yield* Effect.fail(new Error("ndarray one way: wrong result"))
       }
     }
     return { into: median(into), back: median(back) }
   }).pipe(Effect.scoped)
 
-/** Reads one byte of every 4 KiB page of every column, as `touchPages` does for an array. */
+/** Reads one byte of every page of every column, as `touchPages` does for an array. */
 const touchTable = (t: Table): number => {
   let sum = 0
   for (const field of t.schema.fields) {
     for (const data of t.getChild(field.name)!.data) {
-      const bytes = new Uint8Array(data.values.buffer, data.values.byteOffset, data.values.byteLength)
-      for (let at = 0; at < bytes.length; at += 4096) sum += bytes[at]!
+      sum += touchBytes(new Uint8Array(data.values.buffer, data.values.byteOffset, data.values.byteLength))
     }
   }
   return sum

@@ -28,7 +28,7 @@ import * as arrays from "./arrays.js"
 import * as floor from "./floor.js"
 import * as peers from "./peers/peers.js"
 import * as sb from "./snakebridge.js"
-import { figure, type Figure, type LatencyRep, nowUs, resolvePython, rssMB } from "./stats.js"
+import { figure, type Figure, type LatencyRep, nowUs, PAGE_BYTES, resolvePython, rssMB, touchBytes } from "./stats.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -197,11 +197,9 @@ const sbBulk = (n: number, repeats: number) =>
       if (got !== n) return yield* Effect.fail(new Error(`bulk in: ${got} bytes arrived`))
       t = nowUs()
       const back = yield* py`return b"x" * ${n}`.pipe(Drop.returning(Schema.Uint8ArrayFromSelf))
-      // One byte of every page read: a mapped result is not there before its pages are.
-      let sum = 0
-      for (let at = 0; at < back.length; at += 4096) sum += back[at]!
+      const sum = touchBytes(back)
       outs.push(n / (nowUs() - t))
-      if (back.length !== n || sum !== 0x78 * Math.ceil(n / 4096)) return yield* Effect.fail(new Error(`bulk out: ${back.length} bytes arrived`))
+      if (back.length !== n || sum !== 0x78 * Math.ceil(n / PAGE_BYTES)) return yield* Effect.fail(new Error(`bulk out: ${back.length} bytes arrived`))
     }
     return {
       inFirst: ins[0]!,

@@ -9,6 +9,16 @@ import { PerformanceObserver } from "node:perf_hooks"
 /** Monotonic time in microseconds. */
 export const nowUs = (): number => Number(process.hrtime.bigint()) / 1e3
 
+/** Bytes in a page of memory here: a mapped result is faulted in page by page when first read. */
+export const PAGE_BYTES = 4096
+
+/** Reads the first byte of every page of `bytes` (their sum): a transfer is not done before its pages can be read. */
+export const touchBytes = (bytes: Uint8Array): number => {
+  let sum = 0
+  for (let at = 0; at < bytes.length; at += PAGE_BYTES) sum += bytes[at]!
+  return sum
+}
+
 /** The q-quantile (0..1) of a list of numbers, nearest rank on a sorted copy. */
 export const quantile = (values: ReadonlyArray<number>, q: number): number => {
   if (values.length === 0) return Number.NaN
