@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 from snakebridge_worker.runner import CodeCache, Runner, compile_drop, describe
@@ -87,6 +90,18 @@ def test_call_targets_resolve_modules_and_attributes():
         Runner.resolve("math.nope")
     with pytest.raises(ModuleNotFoundError):
         Runner.resolve("no_such_module_here.f")
+
+
+def test_call_targets_follow_the_modules_of_the_moment(monkeypatch):
+    # Not imported yet: imported by the call.
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    assert Runner.resolve("colorsys.rgb_to_hsv")(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    assert "colorsys" in sys.modules
+    # Already imported: what sys.modules holds now, not what an earlier call found.
+    replaced = types.ModuleType("colorsys")
+    replaced.rgb_to_hsv = lambda *_: "replaced"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "colorsys", replaced)
+    assert Runner.resolve("colorsys.rgb_to_hsv")() == "replaced"
 
 
 def test_compile_cache_hits_and_stays_bounded():

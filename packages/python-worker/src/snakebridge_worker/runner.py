@@ -240,6 +240,12 @@ class Runner:
     @staticmethod
     def resolve(target: str) -> Any:
         """Imports the longest importable module prefix of `target` and walks the rest as attributes."""
+        # The common call, `module.function` of a module already imported, is what
+        # `import_module` would give first, without its machinery (4 us of a 20 us call here).
+        module, _, name = target.rpartition(".")
+        found = sys.modules.get(module) if module else None
+        if found is not None and not getattr(getattr(found, "__spec__", None), "_initializing", False):
+            return getattr(found, name)
         parts = target.split(".")
         if len(parts) == 1:
             return getattr(builtins, target)
