@@ -188,20 +188,6 @@ def test_emit_and_logging_frames_come_before_the_reply(worker: WorkerProcess):
     assert worker.recv() == {"t": "ok", "id": 1, "value": "done"}
 
 
-def test_the_poll_is_long_only_for_a_caller_that_came_back_within_it():
-    from snakebridge_worker.__main__ import Poll
-
-    poll = Poll(250e-6)
-    assert poll.budget == 50e-6  # nothing seen yet: the short try
-    poll.waited(90e-6)  # a loop of drops: the next request came 90 us after the reply
-    assert poll.budget == 250e-6
-    poll.waited(120e-6)
-    assert poll.budget == 250e-6
-    poll.waited(0.01)  # a caller that comes back later than the longest try is not waited for
-    assert poll.budget == 50e-6
-    assert Poll(20e-6).budget == 20e-6  # a longest below the short try bounds it too
-
-
 @pytest.mark.parametrize("spin", ["0", "50", "5000"])
 def test_requests_are_served_whether_they_come_at_once_or_after_the_worker_went_to_sleep(worker_factory, spin):
     # After a reply the worker tries for the next request for SNAKEBRIDGE_WORKER_SPIN_US, then

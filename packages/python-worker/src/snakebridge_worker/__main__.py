@@ -81,30 +81,10 @@ def read_until(fd: int, target: memoryview | None, until: float) -> bytes | int 
             os.sched_yield()
 
 
-class Poll:
-    """How long an idle worker tries for the next request before it sleeps in a blocking read.
-
-    Trying costs CPU; being woken costs the next request latency. A caller whose request came
-    within `longest` of the worker going idle (a loop of drops: its turnaround in Node) is tried
-    for that long next time, so that its next request is caught awake; any other, for `shortest`.
-    """
-
-    __slots__ = ("longest", "shortest", "budget")
-
-    def __init__(self, longest: float, shortest: float = 50e-6) -> None:
-        self.longest = longest
-        self.shortest = min(longest, shortest)
-        self.budget = self.shortest
-
-    def waited(self, seconds: float) -> None:
-        """The last request came `seconds` after the worker went idle."""
-        self.budget = self.longest if seconds < self.longest else self.shortest
-
-
 def spin_seconds() -> float:
-    """SNAKEBRIDGE_WORKER_SPIN_US: the longest an idle worker polls for the next request before
-    it sleeps in a blocking read (default 250 microseconds, 0 never; see `Poll`)."""
-    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "250")) / 1e6
+    """SNAKEBRIDGE_WORKER_SPIN_US: how long an idle worker polls for the next request before it
+    sleeps in a blocking read (default 50 microseconds, 0 never)."""
+    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "50")) / 1e6
 
 
 class Worker:
@@ -128,26 +108,23 @@ class Worker:
         reader = FrameReader()
         handles = codec.Handles(HandleRef)
         spin = spin_seconds()
-        poll = Poll(spin) if spin else None
-        if poll is not None:
+        if spin:
             import select
 
             os.set_blocking(fd, False)
             readable = select.poll()
             readable.register(fd, select.POLLIN)
-        idle_since = time.perf_counter()
         while True:
             target = reader.target()
             try:
                 # A big frame is read straight into its own buffer; anything else in chunks.
-                if poll is not None:
+                if spin:
                     # The next request often follows its predecessor's reply within microseconds:
                     # trying for it a little while is cheaper than sleeping and being woken.
-                    got = read_until(fd, target, idle_since + poll.budget)
+                    got = read_until(fd, target, time.perf_counter() + spin)
                     if got is None:
                         readable.poll()
                         got = read(fd, target)
-                    poll.waited(time.perf_counter() - idle_since)
                 else:
                     got = read(fd, target)
             except OSError:
@@ -171,7 +148,6 @@ class Worker:
                 os._exit(2)
             for msg in messages:
                 self.handle(msg if isinstance(msg, dict) else {"t": "?", "raw": msg})
-            idle_since = time.perf_counter()
 
     # -- the control thread: cancels, while the main thread runs ---------------------
 
