@@ -236,6 +236,10 @@ return ${i}
       for (let i = 0; i < 1030; i++) expect(yield* distinct(i)).toBe(i + 1000)
       expect(yield* distinct(0)).toBe(1000)
       expect(yield* distinct(1)).toBe(1001)
+      // A handle drop whose code was dropped there too gets its handle, and it is released.
+      const kept = yield* Effect.scoped(Effect.flatMap(Drop.handle(distinct(2)), (h) => py`return ${h}`))
+      expect(kept).toBe(1002)
+      expect(yield* Python.liveHandles).toBe(0)
     }))
 })
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Drop, Handle, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Exit, Schema, Scope } from "effect"
+import { Cause, Effect, Exit, Option, Schema, Scope } from "effect"
 import { replaced } from "./helpers.js"
 
 const registrySize = py`import snakebridge; return snakebridge.live_handles()`.pipe(Drop.returning(Schema.Int))
@@ -109,4 +109,21 @@ return Model(${3})
       expect(yield* Python.liveHandles).toBe(0)
       expect(yield* registrySize).toBe(0)
     }).pipe(Effect.provide(NodePython.layer())))
+
+  it.live("handle drops cut by the pool's dropTimeout, even as their reply arrives, leave no object in the worker", () =>
+    Effect.gen(function* () {
+      let timedOut = 0
+      for (let i = 0; i < 200; i++) {
+        // 2 to 5 ms of sleep against a 4 ms deadline: some expire in Python, some as the reply comes in.
+        const exit = yield* Effect.exit(Effect.scoped(py`import time; time.sleep(${(2 + (i % 4)) / 1000}); return [${i}]`.pipe(Drop.handle)))
+        if (Exit.isFailure(exit)) {
+          expect(Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag))).toEqual(Option.some("DropTimeout"))
+          timedOut++
+        }
+      }
+      expect(timedOut).toBeGreaterThan(0)
+      yield* Effect.sleep("50 millis")
+      expect(yield* Python.liveHandles).toBe(0)
+      expect(yield* registrySize).toBe(0)
+    }).pipe(Effect.provide(NodePython.layer({ dropTimeout: "4 millis" }))))
 })

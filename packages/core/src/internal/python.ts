@@ -1,4 +1,5 @@
 import { Cause, Chunk, Clock, Context, DefaultServices, Duration, Effect, Exit, Fiber, FiberId, MetricLabel, Option, Queue, Scope, Stream, Tracer } from "effect"
+import { identity } from "effect/Function"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
 import * as Metrics from "../Metrics.js"
@@ -215,18 +216,25 @@ const meteredSince = <A, R>(
  * between the send and the reply (that work was half of a trivial drop's cost in Node). What is
  * not a plain answer, or finds no worker free or shared memory needed, continues on the
  * general path, `otherwise`, metered the same.
+ *
+ * `onOk` makes the result from a successful reply's value in the reply's callback; `onLateOk`
+ * takes the value of a success that came for an interrupted or timed-out request (a handle
+ * mode drop releases what it made).
  */
-const runNow = (
+const runNow = <A>(
   pool: Pool,
   drop: Drop,
   clock: Clock.Clock,
   timeout: Duration.Duration | undefined,
-  otherwise: (p: Prepared) => Effect.Effect<unknown, DropError>
-): Effect.Effect<unknown, DropError> => {
+  mode: Mode,
+  onOk: (value: unknown, conn: Connection.Connection) => A,
+  onLateOk: ((value: unknown, conn: Connection.Connection) => void) | undefined,
+  otherwise: (p: Prepared) => Effect.Effect<A, DropError>
+): Effect.Effect<A, DropError> => {
   // What an interruption does while the request is out, set once it is sent. Not returned to
   // `Effect.async`, which would wrap the drop in `Effect.onInterrupt` (see exit.ts).
   let cancel: Effect.Effect<void> | undefined
-  const request = Effect.async<unknown, DropError>((resume) => {
+  const request = Effect.async<A, DropError>((resume) => {
     cancel = undefined
     const start = clock.unsafeCurrentTimeNanos()
     Metrics.dropsStarted.unsafeUpdate(1, [])
@@ -248,10 +256,11 @@ const runNow = (
         pool.giveBack(conn)
       }
     }
+    const late = onLateOk === undefined ? undefined : (reply: Reply) => reply.t === "ok" && onLateOk(reply.value, conn)
     const id = nextRequestId++
-    const frame = frameFor(drop, conn, id, p, "value", false)
+    const frame = frameFor(drop, conn, id, p, mode, false)
     const waiter = conn.submit(id, frame)
-    const done = (exit: Exit.Exit<unknown, DropError>) => {
+    const done = (exit: Exit.Exit<A, DropError>) => {
       giveBack()
       recordExit(exit, millisSince(clock, start))
       resume(exit)
@@ -261,12 +270,16 @@ const runNow = (
     let timer: ReturnType<typeof setTimeout> | undefined
     waiter.listener = (outcome) => {
       if (timer !== undefined) clearTimeout(timer)
-      if (Exit.isFailure(outcome)) return done(outcome)
-      if (outcome.value.reply.t === "ok") return done(Exit.succeed(outcome.value.reply.value))
-      const resend = () => send(drop, conn, p, "value", undefined, undefined, true)
-      resume(
-        meteredSince(clock, start, timeout, Exits.ensuring(answer(drop, conn, outcome.value, frame, false, undefined, resend), Effect.sync(giveBack)))
-      )
+      if (Exit.isFailure(outcome)) return done(outcome as Exit.Exit<never, DropError>)
+      if (outcome.value.reply.t === "ok") return done(Exit.succeed(onOk(outcome.value.reply.value, conn)))
+      // The code again (the worker's cache had dropped it): its result is made uninterruptibly
+      // once it has come, as in the callback above.
+      const resend = () =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.map(restore(send(drop, conn, p, mode, undefined, late, true)), (value) => onOk(value, conn))
+        )
+      const answered = answer(drop, conn, outcome.value, frame, false, undefined, resend) as Effect.Effect<A, DropError>
+      resume(meteredSince(clock, start, timeout, Exits.ensuring(answered, Effect.sync(giveBack))))
     }
     if (timeout !== undefined) {
       // A host timer, as Effect's live Clock uses (the caller checked it is that clock):
@@ -275,7 +288,7 @@ const runNow = (
       timer = setTimeout(() => {
         timer = undefined
         waiter.listener = undefined
-        const stopped = Exits.ensuring(conn.abandon(id, waiter), Effect.sync(giveBack))
+        const stopped = Exits.ensuring(conn.abandon(id, waiter, late), Effect.sync(giveBack))
         const expired = Effect.zipRight(stopped, Effect.fail(new DropTimeout({ millis })))
         resume(meteredSince(clock, start, undefined, expired))
       }, millis)
@@ -284,7 +297,7 @@ const runNow = (
       if (timer !== undefined) clearTimeout(timer)
       waiter.listener = undefined
       return Exits.ensuring(
-        conn.abandon(id, waiter),
+        conn.abandon(id, waiter, late),
         Effect.sync(() => {
           giveBack()
           recordExit(Exit.interrupt(FiberId.none), millisSince(clock, start))
@@ -464,110 +477,149 @@ const retrying = <A, R>(drop: Drop, effect: Effect.Effect<A, DropError, R>): Eff
   return Effect.retry(effect, { schedule: policy.schedule, while: retryable })
 }
 
-export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => ({
-  run: (drop) =>
-    Effect.withFiberRuntime((fiber) => {
+/**
+ * Whether a drop takes the direct path (`runNow`): spans, progress events, retries and a deadline
+ * on a clock other than the live one (a TestClock) need fiber work around it.
+ */
+const isDirect = (
+  drop: Drop,
+  services: Context.Context<DefaultServices.DefaultServices>,
+  clock: Clock.Clock,
+  dropTimeout: Duration.Duration | undefined
+) =>
+  Context.get(services, Tracer.Tracer) === nativeTracer &&
+  drop.onProgress === undefined &&
+  drop.retry === undefined &&
+  (dropTimeout === undefined || clock === liveClock)
+
+/** A handle drop on the general path: its handle made on the reply and released when `scope` closes. */
+const handleOn = (pool: Pool, drop: Drop, p: Prepared, traced: boolean, scope: Scope.Scope): Effect.Effect<Handle, DropError> =>
+  onWorker(pool, p, traced, (conn, wait) =>
+    // Between the reply and the finalizer nothing may interrupt, or the object would leak.
+    Effect.uninterruptibleMask((restore) =>
+      restore(
+        send(drop, conn, p, "handle", wait, (late) => {
+          if (late.t === "ok") new HandleImpl(conn, late.value as number).release()
+        })
+      ).pipe(
+        Effect.flatMap((id) => {
+          const handle = new HandleImpl(conn, id as number)
+          return Scope.addFinalizer(scope, releaseSpan(handle)).pipe(Effect.as(handle))
+        })
+      )
+    )
+  )
+
+export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => {
+  const { dropTimeout } = options
+  const directOr = <A, E, R>(drop: Drop, direct: (clock: Clock.Clock) => Effect.Effect<A, E, R>, general: () => Effect.Effect<A, E, R>) =>
+    Effect.withFiberRuntime<A, E, R>((fiber) => {
       const services = fiber.getFiberRef(DefaultServices.currentServices)
-      const pipeline = (p: Prepared) => onWorker(pool, p, false, (conn) => send(drop, conn, p, "value", undefined))
       const clock = Context.get(services, Clock.Clock)
-      // A plain drop, the most common, takes the direct path; spans, progress events, retries and
-      // a deadline on a clock other than the live one (a TestClock) need fiber work around it.
-      if (
-        Context.get(services, Tracer.Tracer) === nativeTracer &&
-        drop.onProgress === undefined &&
-        drop.retry === undefined &&
-        (options.dropTimeout === undefined || clock === liveClock)
-      ) {
-        return runNow(pool, drop, clock, options.dropTimeout, pipeline)
-      }
-      return instrument(drop, (traced) =>
-        retrying(
-          drop,
-          deadline(
-            options.dropTimeout,
-            prepared(drop, pool.sharedMemory(), (p) =>
-              onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
-            )
-          )
-        )
-      )
-    }),
-  handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
-    instrument(drop, (traced) => deadline(options.dropTimeout, Effect.flatMap(Effect.scope, (scope) =>
-      prepared(drop, pool.sharedMemory(), (p) =>
-        onWorker(pool, p, traced, (conn, wait) =>
-          // Between the reply and the finalizer nothing may interrupt, or the object would leak.
-          Effect.uninterruptibleMask((restore) =>
-            restore(
-              send(drop, conn, p, "handle", wait, (late) => {
-                if (late.t === "ok") new HandleImpl(conn, late.value as number).release()
-              })
-            ).pipe(
-              Effect.flatMap((id) => {
-                const handle = new HandleImpl(conn, id as number)
-                return Scope.addFinalizer(scope, releaseSpan(handle)).pipe(Effect.as(handle))
-              })
-            )
-          )
-        )
-      )
-    ))),
-  stream: (drop, chunkSize) =>
-    Stream.unwrapScoped(
-      Effect.gen(function* () {
-        const scope = yield* Effect.scope
-        // Opening registers the generator in the worker; the stream's scope closes it there.
-        const [conn, sid] = yield* prepared(drop, pool.sharedMemory(), (p) => instrument(drop, (traced) =>
-          onWorker(pool, p, traced, (conn, wait) =>
-            Effect.uninterruptibleMask((restore) =>
-              restore(
-                send(drop, conn, p, "stream", wait, (late) => {
-                  if (late.t === "ok") conn.send(encodeClose(late.value as number))
-                })
-              ).pipe(
-                Effect.flatMap((value) => {
-                  const sid = value as number
-                  return Scope.addFinalizer(scope, Effect.sync(() => conn.send(encodeClose(sid)))).pipe(
-                    Effect.as([conn, sid] as const)
-                  )
-                })
+      return isDirect(drop, services, clock, dropTimeout) ? direct(clock) : general()
+    })
+  return {
+    run: (drop) =>
+      directOr(
+        drop,
+        (clock) =>
+          runNow(pool, drop, clock, dropTimeout, "value", identity, undefined, (p) =>
+            onWorker(pool, p, false, (conn) => send(drop, conn, p, "value", undefined))),
+        () =>
+          instrument(drop, (traced) =>
+            retrying(
+              drop,
+              deadline(
+                dropTimeout,
+                prepared(drop, pool.sharedMemory(), (p) =>
+                  onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
+                )
               )
             )
           )
-        ))
-        return pullStream(drop, conn, sid, Math.max(1, chunkSize))
-      })
-    ),
-  liveHandles: Effect.sync(() => pool.connections().reduce((n, c) => n + c.liveHandles, 0)),
-  workers: Effect.sync(() =>
-    pool.connections().map(
-      (c): WorkerInfo => ({
-        id: c.workerId,
-        pid: c.hello.pid,
-        python: c.hello.python,
-        executable: c.hello.executable,
-        liveHandles: c.liveHandles
-      })
-    )
-  ),
-  sharedBuffer: (bytes) =>
-    Effect.acquireRelease(
-      Effect.suspend(() => {
-        const shared = pool.sharedMemory()
-        if (shared?.allocate === undefined) {
-          return Effect.fail(
-            new SharedMemoryUnavailable({
-              reason: shared === undefined
-                ? "the workers cannot map this process's segments (not Linux, or sharedMemoryThreshold: false)"
-                : "this process cannot map memory (the native addon is not built, or sharedMemoryMapping: false)"
-            })
+      ),
+    handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
+      directOr(
+        drop,
+        (clock) =>
+          Effect.flatMap(Effect.scope, (scope) => {
+            // The finalizer goes in before the request, and the handle is made in the reply's callback:
+            // nothing can come between the two. (A drop that fails leaves it, a no-op, in the scope.)
+            let made: HandleImpl | undefined
+            const handleOf = (id: unknown, conn: Connection.Connection) => (made ??= new HandleImpl(conn, id as number))
+            return Effect.zipRight(
+              Scope.addFinalizer(scope, Effect.sync(() => made?.release())),
+              runNow<Handle>(pool, drop, clock, dropTimeout, "handle", handleOf, (id, conn) => handleOf(id, conn).release(), (p) =>
+                handleOn(pool, drop, p, false, scope))
+            )
+          }),
+        () =>
+          instrument(drop, (traced) =>
+            deadline(
+              dropTimeout,
+              Effect.flatMap(Effect.scope, (scope) =>
+                prepared(drop, pool.sharedMemory(), (p) => handleOn(pool, drop, p, traced, scope))
+              )
+            )
           )
-        }
-        return Effect.try({
-          try: () => shared.allocate!(bytes),
-          catch: (e) => new SharedMemoryUnavailable({ reason: e instanceof Error ? e.message : String(e) })
+      ),
+    stream: (drop, chunkSize) =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          const scope = yield* Effect.scope
+          // Opening registers the generator in the worker; the stream's scope closes it there.
+          const [conn, sid] = yield* prepared(drop, pool.sharedMemory(), (p) => instrument(drop, (traced) =>
+            onWorker(pool, p, traced, (conn, wait) =>
+              Effect.uninterruptibleMask((restore) =>
+                restore(
+                  send(drop, conn, p, "stream", wait, (late) => {
+                    if (late.t === "ok") conn.send(encodeClose(late.value as number))
+                  })
+                ).pipe(
+                  Effect.flatMap((value) => {
+                    const sid = value as number
+                    return Scope.addFinalizer(scope, Effect.sync(() => conn.send(encodeClose(sid)))).pipe(
+                      Effect.as([conn, sid] as const)
+                    )
+                  })
+                )
+              )
+            )
+          ))
+          return pullStream(drop, conn, sid, Math.max(1, chunkSize))
         })
-      }),
-      (made) => Effect.sync(made.release)
-    ).pipe(Effect.map((made) => made.buffer))
-})
+      ),
+    liveHandles: Effect.sync(() => pool.connections().reduce((n, c) => n + c.liveHandles, 0)),
+    workers: Effect.sync(() =>
+      pool.connections().map(
+        (c): WorkerInfo => ({
+          id: c.workerId,
+          pid: c.hello.pid,
+          python: c.hello.python,
+          executable: c.hello.executable,
+          liveHandles: c.liveHandles
+        })
+      )
+    ),
+    sharedBuffer: (bytes) =>
+      Effect.acquireRelease(
+        Effect.suspend(() => {
+          const shared = pool.sharedMemory()
+          if (shared?.allocate === undefined) {
+            return Effect.fail(
+              new SharedMemoryUnavailable({
+                reason: shared === undefined
+                  ? "the workers cannot map this process's segments (not Linux, or sharedMemoryThreshold: false)"
+                  : "this process cannot map memory (the native addon is not built, or sharedMemoryMapping: false)"
+              })
+            )
+          }
+          return Effect.try({
+            try: () => shared.allocate!(bytes),
+            catch: (e) => new SharedMemoryUnavailable({ reason: e instanceof Error ? e.message : String(e) })
+          })
+        }),
+        (made) => Effect.sync(made.release)
+      ).pipe(Effect.map((made) => made.buffer))
+  }
+}
