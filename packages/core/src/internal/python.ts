@@ -492,7 +492,10 @@ const isDirect = (
   drop.retry === undefined &&
   (dropTimeout === undefined || clock === liveClock)
 
-/** A handle drop on the general path: its handle made on the reply and released when `scope` closes. */
+/**
+ * A handle drop on the general path: its handle made on the reply and released when `scope`
+ * closes (the release traced only when drops are).
+ */
 const handleOn = (pool: Pool, drop: Drop, p: Prepared, traced: boolean, scope: Scope.Scope): Effect.Effect<Handle, DropError> =>
   onWorker(pool, p, traced, (conn, wait) =>
     // Between the reply and the finalizer nothing may interrupt, or the object would leak.
@@ -504,7 +507,8 @@ const handleOn = (pool: Pool, drop: Drop, p: Prepared, traced: boolean, scope: S
       ).pipe(
         Effect.flatMap((id) => {
           const handle = new HandleImpl(conn, id as number)
-          return Scope.addFinalizer(scope, releaseSpan(handle)).pipe(Effect.as(handle))
+          const release = traced ? releaseSpan(handle) : Effect.sync(() => handle.release())
+          return Scope.addFinalizer(scope, release).pipe(Effect.as(handle))
         })
       )
     )
