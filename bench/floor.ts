@@ -134,6 +134,13 @@ export class FloorPeer {
     this.input.write(bytes)
   }
 
+  /** Feeds every reply to `onFrame` from now on, and the death of the process (at once if it is dead) to `onFailure`. */
+  listen(onFrame: (body: Buffer) => void, onFailure: (error: Error) => void): void {
+    this.onFrame = onFrame
+    this.onFailure = onFailure
+    if (this.failure !== undefined) onFailure(this.failure)
+  }
+
   /**
    * Runs `start`, then feeds every reply to `handle` until it returns true; resolves then.
    * Fails if the process dies or nothing completes within `timeoutMs`.
@@ -141,13 +148,12 @@ export class FloorPeer {
   exchange(start: () => void, handle: (body: Buffer) => boolean, timeoutMs: number, label: string): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     const done = new Promise<void>((resolve, reject) => {
-      this.onFailure = reject
-      this.onFrame = (body) => {
+      this.listen((body) => {
         if (handle(body)) {
           this.onFrame = () => {}
           resolve()
         }
-      }
+      }, reject)
     })
     start()
     return withTimeout(done, timeoutMs, label)
@@ -176,7 +182,8 @@ export class FloorPeer {
   }
 }
 
-const tinyBody = (i: number): Buffer => {
+/** A tiny echo request carrying `i` at offset 4. */
+export const tinyBody = (i: number): Buffer => {
   const b = Buffer.alloc(16)
   b.write("e", 0)
   b.writeUInt32BE(i >>> 0, 4)

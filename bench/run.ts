@@ -25,6 +25,7 @@ import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as arrays from "./arrays.js"
+import * as effectFloor from "./effectFloor.js"
 import * as floor from "./floor.js"
 import * as peers from "./peers/peers.js"
 import * as sb from "./snakebridge.js"
@@ -168,6 +169,19 @@ const floorRep = async () => {
     checkCount("floor exec+JSON", exec.count, config.floorSeq)
     await floor.pipelined(peer, config.warmup * 10, 64, TIMEOUT_MS)
     record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
+    // The same round trips through Effect: what an Effect program pays before any library.
+    const roundTrip = effectFloor.channel(peer)
+    const runEffect = <A>(label: string, effect: Effect.Effect<A, Error>) =>
+      floor.withTimeout(Effect.runPromise(effect), TIMEOUT_MS, label)
+    await runEffect("Effect floor warm-up", effectFloor.sequential(peer, roundTrip, config.warmup * 2, BUDGET_MS))
+    const viaEffect = await runEffect("Effect floor", effectFloor.sequential(peer, roundTrip, config.floorSeq, BUDGET_MS))
+    record("floor.effect.p50", viaEffect.p50)
+    record("floor.effect.p99", viaEffect.p99)
+    record("floor.effect.rate", viaEffect.perSecond)
+    recordCpu("floor.effect", viaEffect)
+    checkCount("Effect floor", viaEffect.count, config.floorSeq)
+    await runEffect("Effect floor warm-up", effectFloor.pipelined(roundTrip, config.warmup * 10, 64))
+    record("floor.effectPipelined", await runEffect("Effect floor pipelined", effectFloor.pipelined(roundTrip, config.floorPipelined, 64)))
     record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     record("floor.bulkOut", await floor.bulkFromPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     // The floor's round trip of the same bytes: there and back, one after the other.
@@ -439,6 +453,19 @@ const lines = [
     "bandwidth, higher is better"
   ),
   ratioRow("trivial drop p50 / floor exec+JSON p50", ratio("sb.drop.p50", "floor.exec.p50"), "vs. a floor that also runs code"),
+  ratioRow("trivial drop p50 / floor through Effect p50", ratio("sb.drop.p50", "floor.effect.p50"), "vs. the floor as an Effect program sees it"),
+  ratioRow("floor exec+JSON p50 / floor p50", ratio("floor.exec.p50", "floor.seq.p50"), "what running code adds to the channel, no library"),
+  ratioRow("floor exec+JSON p99 / floor p99", ratio("floor.exec.p99", "floor.seq.p99"), "the same, tail"),
+  ratioRow(
+    "floor through `Effect.forEach` msg/s / floor pipelined msg/s",
+    ratio("floor.effectPipelined", "floor.pipelined"),
+    "the most pipelined drops through `Effect.forEach` could reach, one core for Node"
+  ),
+  ratioRow(
+    "pool of 2 pipelined drops/s / floor through `Effect.forEach` msg/s",
+    ratio("sb.pipelined", "floor.effectPipelined"),
+    "vs. the Effect floor, higher is better"
+  ),
   "",
   "## Floor: raw length-prefixed frames, Node ↔ `floor_echo.py` on fds 3/4",
   "",
@@ -456,6 +483,11 @@ const lines = [
   row("+ cached exec and JSON, Node's CPU per round trip", "µs", get("floor.exec.nodeCpu")),
   row("+ cached exec and JSON, the echo process's CPU per round trip", "µs", get("floor.exec.pythonCpu")),
   row("pipelined, 64 in flight", "msg/s", get("floor.pipelined")),
+  row("through Effect (`Effect.async` per round trip, a Schema decoding the echo), sequential, p50", "µs", get("floor.effect.p50")),
+  row("through Effect, p99", "µs", get("floor.effect.p99")),
+  row("through Effect, sequential", "calls/s", get("floor.effect.rate")),
+  row("through Effect, Node's CPU per round trip", "µs", get("floor.effect.nodeCpu")),
+  row("through Effect, pipelined: `Effect.forEach`, 64 in flight", "msg/s", get("floor.effectPipelined")),
   row(`bulk Node → Python, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkIn")),
   row(`bulk Python → Node, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkOut")),
   row(`bulk round trip, ${bulkMiB} MiB there then back (from the two above)`, "MB/s", get("floor.bulkRoundTrip")),
@@ -527,6 +559,10 @@ const lines = [
     "higher is better"
   ),
   peerRatio("trivial drop p50 / python-shell p50", get("sb.drop.p50").median, peer("python-shell (JSON)", "trivial call `x + 1`, p50")?.median, "lower is better"),
+  peerRatio("floor calls/s / pythonia calls/s", get("floor.seq.rate").median, peer("pythonia", "trivial call, sequential")?.median, "the bare channel, no code run: a ceiling"),
+  peerRatio("floor exec+JSON calls/s / pythonia calls/s", get("floor.exec.rate").median, peer("pythonia", "trivial call, sequential")?.median, "the channel running code, no library"),
+  peerRatio("pythonia p99 / floor p99", peer("pythonia", "trivial call, p99")?.median, get("floor.seq.p99").median, "the bare channel's tail: a ceiling"),
+  peerRatio("floor exec+JSON p50 / python-shell p50", get("floor.exec.p50").median, peer("python-shell (JSON)", "trivial call `x + 1`, p50")?.median, "the channel running code, no library"),
   peerRatio(
     "trivial drop p50 / node-calls-python async p50",
     get("sb.drop.p50").median,

@@ -6,7 +6,8 @@ import { Drop, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Schema } from "effect"
 import { withTimeout } from "./floor.js"
-import { cpuMeter, latencyRep, type LatencyRep, nowUs, processRssMB, rssMB } from "./stats.js"
+import * as loops from "./loops.js"
+import { type LatencyRep, nowUs, processRssMB, rssMB } from "./stats.js"
 
 /** Only warnings and worse: the pool's start-up line is not part of the measurement output. */
 const quiet = Logger.minimumLogLevel(LogLevel.Warning)
@@ -27,31 +28,14 @@ export const inc = (x: number) => py`return ${x} + 1`.pipe(Drop.returning(Schema
 /** The trivial call. */
 export const add = (x: number) => Python.call("operator.add", [x, 1]).pipe(Drop.returning(Schema.Number))
 
-/**
- * `n` sequential runs of `make(i)` (each checked against `expected(i)`), stopping early
- * once `budgetMs` is spent: the latency of each and the rate over the loop.
- */
+/** `n` sequential runs of `make(i)` on the runtime's one worker, checked against `expected(i)`. */
 const sequentialOf = <E, R>(
   n: number,
   budgetMs: number,
   make: (i: number) => Effect.Effect<number, E, R>,
   expected: (i: number) => number
 ): Effect.Effect<LatencyRep, E | Error, R | Python.Python> =>
-  Effect.gen(function* () {
-    const samples: Array<number> = []
-    // The runtime of these loops has one worker.
-    const [worker] = yield* Python.workers
-    const deadline = nowUs() + budgetMs * 1e3
-    const start = nowUs()
-    const cpu = cpuMeter(worker!.pid)
-    for (let i = 0; i < n && nowUs() < deadline; i++) {
-      const t = nowUs()
-      const value = yield* make(i)
-      samples.push(nowUs() - t)
-      if (value !== expected(i)) return yield* Effect.fail(new Error(`unexpected result ${value} for ${i}`))
-    }
-    return latencyRep(samples, nowUs() - start, cpu(samples.length))
-  })
+  Effect.flatMap(Python.workers, ([worker]) => loops.sequential(worker!.pid, n, budgetMs, make, expected))
 
 export const sequentialDrop = (n: number, budgetMs: number) => sequentialOf(n, budgetMs, inc, (i) => i + 1)
 
@@ -72,12 +56,7 @@ export const sequentialHandleDrop = (n: number, budgetMs: number) =>
   )
 
 /** `total` trivial drops through `Effect.forEach` with `concurrency` in flight; drops per second. */
-export const pipelined = (total: number, concurrency: number) =>
-  Effect.gen(function* () {
-    const start = nowUs()
-    yield* Effect.forEach(Array.from({ length: total }, (_, i) => i), inc, { concurrency, discard: true })
-    return (total / (nowUs() - start)) * 1e6
-  })
+export const pipelined = (total: number, concurrency: number) => loops.pipelined(inc, total, concurrency)
 
 export interface HandleCycles {
   readonly millis: number

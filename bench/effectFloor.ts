@@ -1,0 +1,44 @@
+/**
+ * The floor as an Effect program sees it: the same echo channel (`floor.ts`), each tiny round
+ * trip an `Effect.async` resumed by its echo, its answer decoded by a Schema. What running
+ * through Effect costs before snakebridge adds anything: the sequential loop is the drop loop's
+ * shape (`Effect.gen`), the pipelined one the pool's (`Effect.forEach`, 64 in flight).
+ */
+import { Effect, Schema } from "effect"
+import { type FloorPeer, tinyBody } from "./floor.js"
+import * as loops from "./loops.js"
+
+const decode = Schema.decodeUnknown(Schema.Number)
+
+/** Round trips on `peer` as Effects, correlated by the number each carries (set up once per peer). */
+export const channel = (peer: FloorPeer): ((i: number) => Effect.Effect<number, Error>) => {
+  const waiting = new Map<number, (echo: Effect.Effect<number, Error>) => void>()
+  peer.listen(
+    (body) => {
+      const id = body.readUInt32BE(4)
+      const resume = waiting.get(id)
+      waiting.delete(id)
+      resume?.(Effect.succeed(id))
+    },
+    (error) => {
+      for (const resume of waiting.values()) resume(Effect.fail(error))
+      waiting.clear()
+    }
+  )
+  return (i) =>
+    Effect.flatMap(
+      Effect.async<number, Error>((resume) => {
+        waiting.set(i >>> 0, resume)
+        peer.send(tinyBody(i))
+      }),
+      decode
+    )
+}
+
+/** `n` sequential round trips as Effects, stopping early once `budgetMs` is spent. */
+export const sequential = (peer: FloorPeer, roundTrip: (i: number) => Effect.Effect<number, Error>, n: number, budgetMs: number) =>
+  loops.sequential(peer.pid, n, budgetMs, roundTrip, (i) => i)
+
+/** `total` round trips through `Effect.forEach` with `concurrency` in flight; round trips per second. */
+export const pipelined = (roundTrip: (i: number) => Effect.Effect<number, Error>, total: number, concurrency: number) =>
+  loops.pipelined(roundTrip, total, concurrency)
