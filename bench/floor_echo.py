@@ -69,7 +69,7 @@ def main():
                         write_all(frame)
                         sent += size
             elif op == 0x6A:  # j
-                code, args = json.loads(bytes(buf[pos + 5 : pos + 4 + length]))
+                code, args = json.loads(buf[pos + 5 : pos + 4 + length].decode())
                 compiled = cache.get(code)
                 if compiled is None:
                     compiled = cache[code] = compile(code, "<floor>", "exec")
