@@ -319,14 +319,15 @@ class Worker:
 
     def reply(self, reply: dict[str, Any], lent: shm.Lent | None = None) -> None:
         rid = reply["id"]
-        shared = codec.Shared()
+        # What went where in shared memory matters only for a request that was lent some.
+        shared = None if lent is None else codec.Shared()
         try:
             parts = codec.encode_parts(reply, lent, shared)
         except codec.EncodeError as e:
             # Only "value" can fail: the path inside the message is ["value", ...].
-            shared = codec.Shared()
+            shared = None if lent is None else codec.Shared()
             parts = self.encode_error(rid, e.path[1:], e.message)
-        if lent is not None:
+        if lent is not None and shared is not None:
             # Arrays of the result still where Node lent them are named there, and their mappings
             # (plain references, no view) stay at hand in case the drop kept them too.
             mappings = {b.fd: lent.mapping(b.fd) for b in shared.borrowed}

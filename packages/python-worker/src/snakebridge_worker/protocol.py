@@ -84,8 +84,9 @@ class FrameWriter:
         self._fd = fd
         self._lock = threading.Lock()
 
-    def write(self, *bodies: bytes) -> None:
-        data = frame(bodies[0]) if len(bodies) == 1 else b"".join(frame(b) for b in bodies)
+    def write(self, body: bytes) -> None:
+        """One frame."""
+        data = _LEN.pack(len(body)) + body
         with self._lock:
             written = os.write(self._fd, data)
             if written < len(data):
