@@ -3,7 +3,6 @@
  *
  * @since 0.1.0
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Python from "@snakebridge/core/Python"
 import type { WorkerStartupError } from "@snakebridge/core/PythonError"
 import { WorkerSpawner } from "@snakebridge/core/Worker"
@@ -94,7 +93,7 @@ export const layerSpawner = (options: Options = {}): Layer.Layer<WorkerSpawner, 
       const origin = `from ${chosen.source}: ${chosen.requested}`
       return sharedMemory === undefined ? { spawn, origin } : { spawn, origin, sharedMemory }
     })
-  ).pipe(Layer.provide(NodeContext.layer))
+  )
 
 /**
  * The `Python` service on a pool of `workers` processes (default 1).
