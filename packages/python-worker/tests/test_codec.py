@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 from snakebridge_worker import codec
 
+# As a worker does once it has started (its control thread imports msgpack after the hello).
+codec.accelerate()
+
 
 @pytest.fixture(autouse=True, params=["msgpack", "reference"])
 def decoder(request, monkeypatch):

@@ -16,6 +16,24 @@ def test_handshake(worker: WorkerProcess):
     assert worker.hello["pid"] == worker.proc.pid
 
 
+def test_msgpack_comes_in_on_a_thread_of_its_own_once_the_first_request_is_answered(worker: WorkerProcess):
+    pytest.importorskip("msgpack")
+    probe = "import sys\nfrom snakebridge_worker import codec\nreturn ['msgpack' in sys.modules, codec._msgpack is not None]"
+    # The first request is read and answered by the reference codec: nothing was imported for it.
+    assert worker.run(1, probe)["value"] == [False, False]
+    deadline = time.monotonic() + 10
+    rid = 2
+    while (seen := worker.run(rid, probe)["value"]) != [True, True]:
+        assert seen[1] is False, "the C codec was taken before its module was in"
+        assert time.monotonic() < deadline, "msgpack never came in"
+        rid += 1
+        time.sleep(0.005)
+    # Values of every kind read the same through it.
+    assert worker.run(rid + 1, "return _sb_0", [1, 2.5, "é", None, True, b"x", {"k": [2**63 - 1]}])["value"] == [
+        1, 2.5, "é", None, True, b"x", {"k": [2**63 - 1]}
+    ]
+
+
 def test_run_and_call(worker: WorkerProcess):
     assert worker.run(1, "return _sb_0 + 1", 41) == {"t": "ok", "id": 1, "value": 42}
     worker.send({"t": "call", "id": 2, "target": "builtins.sorted", "args": [[3, 1, 2]], "kwargs": {"reverse": True}, "mode": "value"})

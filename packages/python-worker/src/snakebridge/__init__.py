@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _registry: Any = None

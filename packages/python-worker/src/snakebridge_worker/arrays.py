@@ -7,7 +7,6 @@ that raises `ModuleNotFoundError` when the drop touches it.
 """
 from __future__ import annotations
 
-import array
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +35,8 @@ def _code_of(fmt: str, itemsize: int) -> str | None:
 
 def _array_code(code: str) -> str:
     """The `array.array` type code for a wire code: same kind, same size."""
+    import array
+
     if array.array(code).itemsize == ITEMSIZE[code]:
         return code
     for alternative in ("l", "L") if code in "qQ" else ("l", "L", "i", "I"):
@@ -80,7 +81,10 @@ def ndarray_parts(v: Any) -> tuple[str, tuple[int, ...], memoryview] | None:
             v = v.view(np.uint8)
         shape = tuple(v.shape)  # before ascontiguousarray, which makes a 0-d array 1-d
         return code, shape, memoryview(np.ascontiguousarray(v).reshape(-1)).cast("B")
-    if isinstance(v, array.array):
+    # Like numpy, `array` is imported only by what uses it (it imports `collections`: ≈ 5 ms of a
+    # worker's start); none of its arrays can exist before then.
+    array = sys.modules.get("array")
+    if array is not None and isinstance(v, array.array):
         if v.typecode == "u" or v.typecode == "w":
             raise Unsupported("an array.array of characters has no TypeScript mapping")
         return _code_of(v.typecode, v.itemsize), (len(v),), memoryview(v).cast("B")  # type: ignore[return-value]
@@ -101,6 +105,8 @@ def ndarray_from(code: str, shape: tuple[int, ...], data: memoryview) -> Any:
         # A frame read into a bytes object is read-only: the drop gets its own copy then.
         return a if a.flags.writeable else a.copy()
     if len(shape) == 1:
+        import array
+
         out = array.array(_array_code(code))
         out.frombytes(data)
         return out

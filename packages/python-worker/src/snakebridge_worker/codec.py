@@ -1,24 +1,36 @@
 """Values: MessagePack with the extension types of PROTOCOL.md, standard library only."""
 from __future__ import annotations
 
-import datetime as _dt
 import struct
 import sys
-from collections.abc import Callable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import datetime as _dt
+    from collections.abc import Callable
     from typing import Any
+
+    import msgpack
 
 from . import arrays, shm
 
-try:  # C-accelerated decoding of small frames when installed; the reference decoder below otherwise
-    import msgpack as _msgpack
-except ImportError:
-    _msgpack = None
-
+# msgpack's C codec for small frames, once `accelerate` has imported it (when installed); the
+# reference codec below until then, and without it.
+_msgpack: Any = None
 # One packer for every small reply (`packb` makes one per call, a third of its cost). Its `pack`
 # runs in C under the GIL and calls no Python code for scalar values: threads can share it.
-_packer = None if _msgpack is None else _msgpack.Packer(use_bin_type=True, strict_types=True)
+_packer: msgpack.Packer | None = None
+
+
+def accelerate() -> None:
+    """Uses msgpack's C codec from now on, if it is installed (any thread may call this: the
+    reference codec and msgpack's read and write every message alike)."""
+    global _msgpack, _packer
+    try:
+        import msgpack
+    except ImportError:
+        return
+    _packer = msgpack.Packer(use_bin_type=True, strict_types=True)
+    _msgpack = msgpack
 
 EXT_TIMESTAMP = -1
 EXT_BIGINT = 1
@@ -35,9 +47,6 @@ ARROW_CODE = "a"
 # Binary payloads at least this long are not copied into the encoding: they become parts of it,
 # written to the channel from where they are (one writev).
 BIG_BYTES = 64 * 1024
-
-_UTC = _dt.timezone.utc
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 
 _B = struct.Struct(">B")
 _H = struct.Struct(">H")
@@ -349,8 +358,6 @@ class _Encoder:
             self.container(v, path, seen, self.dict_)
         elif t is set or t is frozenset:
             self.container(v, path, seen, self.set_)
-        elif t is _dt.datetime:
-            self.datetime_(v)
         elif isinstance(v, bool):
             self.out.append(0xC3 if v else 0xC2)
         elif isinstance(v, int):
@@ -365,7 +372,7 @@ class _Encoder:
             self.container(v, path, seen, self.dict_)
         elif isinstance(v, (set, frozenset)):
             self.container(v, path, seen, self.set_)
-        elif isinstance(v, _dt.datetime):
+        elif _is_datetime(v):
             self.datetime_(v)
         else:
             self.other(v, t, path, seen)
@@ -428,9 +435,12 @@ class _Encoder:
         self.ext(EXT_SET, b"".join(inner.finish()))
 
     def datetime_(self, v: _dt.datetime) -> None:
+        import datetime as dt
+
+        utc = dt.timezone.utc
         if v.tzinfo is None:
-            v = v.replace(tzinfo=_UTC)
-        delta = v - _EPOCH
+            v = v.replace(tzinfo=utc)
+        delta = v - dt.datetime(1970, 1, 1, tzinfo=utc)
         seconds = delta.days * 86400 + delta.seconds
         self.ext(EXT_TIMESTAMP, _TS96.pack(delta.microseconds * 1000, seconds))
 
@@ -676,7 +686,16 @@ def _hashable(v: list[Any]) -> tuple[Any, ...]:
     return tuple(_hashable(x) if isinstance(x, list) else x for x in v)
 
 
+def _is_datetime(v: Any) -> bool:
+    """Whether `v` is a datetime, without importing `datetime` (≈ 3 ms of a worker's start): none
+    can exist before something has imported it."""
+    dt = sys.modules.get("datetime")
+    return dt is not None and isinstance(v, dt.datetime)
+
+
 def _timestamp(p: bytes) -> _dt.datetime:
+    import datetime as dt
+
     if len(p) == 4:
         sec, nsec = _I.unpack(p)[0], 0
     elif len(p) == 8:
@@ -686,7 +705,7 @@ def _timestamp(p: bytes) -> _dt.datetime:
         nsec, sec = _TS96.unpack(p)
     else:
         raise DecodeError(f"invalid timestamp length {len(p)}")
-    return _EPOCH + _dt.timedelta(seconds=sec, microseconds=nsec // 1000)
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=sec, microseconds=nsec // 1000)
 
 
 _DISPATCH: dict[int, Callable[[_Decoder], Any]] = {

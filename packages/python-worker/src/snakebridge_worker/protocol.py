@@ -1,10 +1,12 @@
 """Framing: a 4-byte big-endian length, then the body."""
 from __future__ import annotations
 
+import _thread
 import os
 import struct
-import threading
-from collections.abc import Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _LEN = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 1 << 30
@@ -82,7 +84,7 @@ class FrameWriter:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def write(self, body: bytes) -> None:
         """One frame."""

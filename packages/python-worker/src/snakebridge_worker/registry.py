@@ -1,11 +1,11 @@
 """Handles: objects kept in this worker, named by integer ids."""
 from __future__ import annotations
 
+import _thread
 import itertools
-import threading
-from collections.abc import Iterable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 
@@ -21,7 +21,7 @@ class Registry:
     def __init__(self) -> None:
         self._objects: dict[int, Any] = {}
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def put(self, obj: Any) -> int:
         with self._lock:

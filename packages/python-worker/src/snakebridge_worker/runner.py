@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import _ast
 import builtins
-import importlib
 import os
 import sys
-import types
-from collections import OrderedDict
 
 from . import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    import types
     from typing import Any
 
 FUNCTION = "__snakebridge_drop__"
@@ -149,23 +147,24 @@ def compile_drop(code: str, nargs: int, filename: str) -> Compiled:
 
 
 class CodeCache:
-    """Bounded LRU of compiled drops, keyed by the code's hash."""
+    """Bounded LRU of compiled drops, keyed by the code's hash: a dict in order of use (not an
+    OrderedDict: `collections` is not imported at start-up)."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, Compiled] = OrderedDict()
+        self._items: dict[str, Compiled] = {}
 
     def get(self, key: str) -> Compiled | None:
-        item = self._items.get(key)
+        item = self._items.pop(key, None)
         if item is not None:
-            self._items.move_to_end(key)
+            self._items[key] = item
         return item
 
     def put(self, key: str, value: Compiled) -> None:
+        self._items.pop(key, None)
         self._items[key] = value
-        self._items.move_to_end(key)
         while len(self._items) > self.capacity:
-            _, old = self._items.popitem(last=False)
+            old = self._items.pop(next(iter(self._items)))
             _forget_source(old.filename)
 
     def __len__(self) -> int:
@@ -249,6 +248,7 @@ class Runner:
         parts = target.split(".")
         if len(parts) == 1:
             return getattr(builtins, target)
+        import importlib  # here, not at start-up
         for cut in range(len(parts) - 1, 0, -1):
             name = ".".join(parts[:cut])
             try:
