@@ -406,6 +406,30 @@ const nproc = (() => {
 const mb = (n: number) => `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
 const bulkMiB = config.bulkBytes / floor.MiB
 
+/** The ratios to the floors, as [label, numerator, denominator, what it says]: per repetition, then the median. */
+const floorRatios: ReadonlyArray<readonly [string, string, string, string]> = [
+  ["trivial drop p50 / floor p50", "sb.drop.p50", "floor.seq.p50", "latency, lower is better"],
+  ["trivial drop p99 / floor p99", "sb.drop.p99", "floor.seq.p99", "tail latency, lower is better"],
+  ["pool of 2 pipelined drops/s / floor pipelined msg/s", "sb.pipelined", "floor.pipelined", "throughput, higher is better"],
+  ["pool start-up to first result / bare `python -c pass`", "sb.startUp", "floor.bareStart", "lower is better"],
+  [`${bulkMiB} MiB \`Float64Array\` → numpy → back, first / floor round trip`, "sb.ndarray.first", "floor.bulkRoundTrip", "bandwidth, higher is better"],
+  [`${bulkMiB} MiB \`Float64Array\` → numpy → back, repeated / floor round trip`, "sb.ndarray.repeated", "floor.bulkRoundTrip", "bandwidth, higher is better"],
+  [`${bulkMiB} MiB \`Python.sharedArray\` → numpy → back, repeated / floor round trip`, "sb.sharedArray", "floor.bulkRoundTrip", "bandwidth, higher is better"],
+  [`${bulkMiB} MiB \`Float64Array\` → numpy, repeated / floor bulk Node → Python`, "sb.ndarray.into", "floor.bulkIn", "bandwidth, higher is better"],
+  [`${bulkMiB} MiB numpy → \`Float64Array\`, repeated / floor bulk Python → Node`, "sb.ndarray.back", "floor.bulkOut", "bandwidth, higher is better"],
+  ["trivial drop p50 / floor exec+JSON p50", "sb.drop.p50", "floor.exec.p50", "vs. a floor that also runs code"],
+  ["trivial drop p50 / floor through Effect p50", "sb.drop.p50", "floor.effect.p50", "vs. the floor as an Effect program sees it"],
+  ["floor exec+JSON p50 / floor p50", "floor.exec.p50", "floor.seq.p50", "what running code adds to the channel, no library"],
+  ["floor exec+JSON p99 / floor p99", "floor.exec.p99", "floor.seq.p99", "the same, tail"],
+  [
+    "floor through `Effect.forEach` msg/s / floor pipelined msg/s",
+    "floor.effectPipelined",
+    "floor.pipelined",
+    "the most pipelined drops through `Effect.forEach` could reach, one core for Node"
+  ],
+  ["pool of 2 pipelined drops/s / floor through `Effect.forEach` msg/s", "sb.pipelined", "floor.effectPipelined", "vs. the Effect floor, higher is better"]
+]
+
 const lines = [
   `# snakebridge benchmark${quick ? " (quick)" : ""}`,
   "",
@@ -419,53 +443,7 @@ const lines = [
   "",
   "| ratio | median | min – max | |",
   "| --- | --- | --- | --- |",
-  ratioRow("trivial drop p50 / floor p50", ratio("sb.drop.p50", "floor.seq.p50"), "latency, lower is better"),
-  ratioRow("trivial drop p99 / floor p99", ratio("sb.drop.p99", "floor.seq.p99"), "tail latency, lower is better"),
-  ratioRow(
-    "pool of 2 pipelined drops/s / floor pipelined msg/s",
-    ratio("sb.pipelined", "floor.pipelined"),
-    "throughput, higher is better"
-  ),
-  ratioRow("pool start-up to first result / bare `python -c pass`", ratio("sb.startUp", "floor.bareStart"), "lower is better"),
-  ratioRow(
-    `${bulkMiB} MiB \`Float64Array\` → numpy → back, first / floor round trip`,
-    ratio("sb.ndarray.first", "floor.bulkRoundTrip"),
-    "bandwidth, higher is better"
-  ),
-  ratioRow(
-    `${bulkMiB} MiB \`Float64Array\` → numpy → back, repeated / floor round trip`,
-    ratio("sb.ndarray.repeated", "floor.bulkRoundTrip"),
-    "bandwidth, higher is better"
-  ),
-  ratioRow(
-    `${bulkMiB} MiB \`Python.sharedArray\` → numpy → back, repeated / floor round trip`,
-    ratio("sb.sharedArray", "floor.bulkRoundTrip"),
-    "bandwidth, higher is better"
-  ),
-  ratioRow(
-    `${bulkMiB} MiB \`Float64Array\` → numpy, repeated / floor bulk Node → Python`,
-    ratio("sb.ndarray.into", "floor.bulkIn"),
-    "bandwidth, higher is better"
-  ),
-  ratioRow(
-    `${bulkMiB} MiB numpy → \`Float64Array\`, repeated / floor bulk Python → Node`,
-    ratio("sb.ndarray.back", "floor.bulkOut"),
-    "bandwidth, higher is better"
-  ),
-  ratioRow("trivial drop p50 / floor exec+JSON p50", ratio("sb.drop.p50", "floor.exec.p50"), "vs. a floor that also runs code"),
-  ratioRow("trivial drop p50 / floor through Effect p50", ratio("sb.drop.p50", "floor.effect.p50"), "vs. the floor as an Effect program sees it"),
-  ratioRow("floor exec+JSON p50 / floor p50", ratio("floor.exec.p50", "floor.seq.p50"), "what running code adds to the channel, no library"),
-  ratioRow("floor exec+JSON p99 / floor p99", ratio("floor.exec.p99", "floor.seq.p99"), "the same, tail"),
-  ratioRow(
-    "floor through `Effect.forEach` msg/s / floor pipelined msg/s",
-    ratio("floor.effectPipelined", "floor.pipelined"),
-    "the most pipelined drops through `Effect.forEach` could reach, one core for Node"
-  ),
-  ratioRow(
-    "pool of 2 pipelined drops/s / floor through `Effect.forEach` msg/s",
-    ratio("sb.pipelined", "floor.effectPipelined"),
-    "vs. the Effect floor, higher is better"
-  ),
+  ...floorRatios.map(([label, a, b, meaning]) => ratioRow(label, ratio(a, b), meaning)),
   "",
   "## Floor: raw length-prefixed frames, Node ↔ `floor_echo.py` on fds 3/4",
   "",
