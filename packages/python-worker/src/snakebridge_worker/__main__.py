@@ -134,7 +134,7 @@ class Worker:
             if not got:
                 os._exit(0)  # EOF: the parent is gone or wants us gone
             try:
-                bodies = list(reader.feed(got) if isinstance(got, bytes) else reader.filled(got))
+                bodies = reader.feed(got) if isinstance(got, bytes) else reader.filled(got)
                 messages = []
                 for body in bodies:
                     handles.reset()

@@ -4,9 +4,6 @@ from __future__ import annotations
 import _thread
 import os
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 _LEN = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 1 << 30
@@ -35,15 +32,23 @@ class FrameReader:
         """Where the next bytes go when a big frame is being read, else None (use `feed`)."""
         return None if self._big is None else memoryview(self._big)[self._got :]
 
-    def filled(self, n: int) -> Iterator[bytes | bytearray]:
+    def filled(self, n: int) -> list[bytes | bytearray]:
         """`n` bytes were read into `target()`."""
         self._got += n
         big = self._big
         if big is not None and self._got == len(big):
             self._big = None
-            yield big
+            return [big]
+        return []
 
-    def feed(self, chunk: bytes) -> Iterator[bytes | bytearray]:
+    def feed(self, chunk: bytes) -> list[bytes | bytearray]:
+        """The frames `chunk` completes, in order."""
+        if not self._buf and len(chunk) > 4:
+            # The common read: one whole small request and nothing pending.
+            (length,) = _LEN.unpack_from(chunk)
+            if len(chunk) == 4 + length and length < self._big_min and length <= self._max:
+                return [chunk[4:]]
+        frames: list[bytes | bytearray] = []
         buf = self._buf
         buf += chunk
         pos = 0
@@ -59,16 +64,17 @@ class FrameReader:
                 big[:got] = memoryview(buf)[pos + 4 : pos + 4 + got]
                 pos += 4 + got
                 if got == length:
-                    yield big
+                    frames.append(big)
                     continue
                 self._big, self._got = big, got
                 break
             if available < length:
                 break
-            yield bytes(buf[pos + 4 : pos + 4 + length])
+            frames.append(bytes(buf[pos + 4 : pos + 4 + length]))
             pos += 4 + length
         if pos:
             del buf[:pos]
+        return frames
 
 
 def frame(body: bytes) -> bytes:
