@@ -65,14 +65,14 @@ const lines = (stream: Stream.Stream<string>): Stream.Stream<string> =>
 const readable = (child: ChildProcess, fd: number) => (child.stdio as ReadonlyArray<unknown>)[fd] as Readable
 const writable = (child: ChildProcess, fd: 3 | 5) => (child.stdio as ReadonlyArray<unknown>)[fd] as Writable
 
+/** The worker's entry: what `-m snakebridge_worker` runs, without `runpy` (≈ 5 ms of a start). */
+const ENTRY = "from snakebridge_worker.__main__ import run; run()"
+
 /**
  * Spawns the interpreter on the worker's entry (`ENTRY`) directly (never through a shell) with
  * the protocol on fds 3 and 4. `Command` of @effect/platform offers only stdin,
  * stdout and stderr, so the extra descriptors need `child_process` itself.
  */
-/** The worker's entry: what `-m snakebridge_worker` runs, without `runpy` (≈ 5 ms of a start). */
-const ENTRY = "from snakebridge_worker.__main__ import run; run()"
-
 export const spawn = (
   workerId: number,
   options: SpawnOptions

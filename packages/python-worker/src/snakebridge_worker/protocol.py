@@ -94,7 +94,7 @@ class FrameWriter:
 
     def write(self, body: bytes) -> None:
         """One frame."""
-        data = _LEN.pack(len(body)) + body
+        data = frame(body)
         with self._lock:
             written = os.write(self._fd, data)
             if written < len(data):
