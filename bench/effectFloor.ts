@@ -2,7 +2,7 @@
  * The floor as an Effect program sees it: the same echo channel (`floor.ts`), each tiny round
  * trip an `Effect.async` resumed by its echo, its answer decoded by a Schema. What running
  * through Effect costs before snakebridge adds anything: the sequential loop is the drop loop's
- * shape (`Effect.gen`), the pipelined one the pool's (`Effect.forEach`, 64 in flight).
+ * shape (`Effect.gen`); `loops.pipelined` drives it as the pool is driven (`Effect.forEach`).
  */
 import { Effect, Schema } from "effect"
 import { type FloorPeer, tinyBody } from "./floor.js"
@@ -38,7 +38,3 @@ export const channel = (peer: FloorPeer): ((i: number) => Effect.Effect<number, 
 /** `n` sequential round trips as Effects, stopping early once `budgetMs` is spent. */
 export const sequential = (peer: FloorPeer, roundTrip: (i: number) => Effect.Effect<number, Error>, n: number, budgetMs: number) =>
   loops.sequential(peer.pid, n, budgetMs, roundTrip, (i) => i)
-
-/** `total` round trips through `Effect.forEach` with `concurrency` in flight; round trips per second. */
-export const pipelined = (roundTrip: (i: number) => Effect.Effect<number, Error>, total: number, concurrency: number) =>
-  loops.pipelined(roundTrip, total, concurrency)

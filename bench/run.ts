@@ -27,6 +27,7 @@ import { runInNewContext } from "node:vm"
 import * as arrays from "./arrays.js"
 import * as effectFloor from "./effectFloor.js"
 import * as floor from "./floor.js"
+import * as loops from "./loops.js"
 import * as peers from "./peers/peers.js"
 import * as sb from "./snakebridge.js"
 import { figure, type Figure, type LatencyRep, nowUs, PAGE_BYTES, resolvePython, rssMB, touchBytes } from "./stats.js"
@@ -180,8 +181,8 @@ const floorRep = async () => {
     record("floor.effect.rate", viaEffect.perSecond)
     recordCpu("floor.effect", viaEffect)
     checkCount("Effect floor", viaEffect.count, config.floorSeq)
-    await runEffect("Effect floor warm-up", effectFloor.pipelined(roundTrip, config.warmup * 10, 64))
-    record("floor.effectPipelined", await runEffect("Effect floor pipelined", effectFloor.pipelined(roundTrip, config.floorPipelined, 64)))
+    await runEffect("Effect floor warm-up", loops.pipelined(roundTrip, config.warmup * 10, 64))
+    record("floor.effectPipelined", await runEffect("Effect floor pipelined", loops.pipelined(roundTrip, config.floorPipelined, 64)))
     record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     record("floor.bulkOut", await floor.bulkFromPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     // The floor's round trip of the same bytes: there and back, one after the other.
