@@ -435,12 +435,10 @@ class _Encoder:
         self.ext(EXT_SET, b"".join(inner.finish()))
 
     def datetime_(self, v: _dt.datetime) -> None:
-        import datetime as dt
-
-        utc = dt.timezone.utc
+        epoch = _epoch()
         if v.tzinfo is None:
-            v = v.replace(tzinfo=utc)
-        delta = v - dt.datetime(1970, 1, 1, tzinfo=utc)
+            v = v.replace(tzinfo=epoch.tzinfo)
+        delta = v - epoch
         seconds = delta.days * 86400 + delta.seconds
         self.ext(EXT_TIMESTAMP, _TS96.pack(delta.microseconds * 1000, seconds))
 
@@ -686,6 +684,19 @@ def _hashable(v: list[Any]) -> tuple[Any, ...]:
     return tuple(_hashable(x) if isinstance(x, list) else x for x in v)
 
 
+_EPOCH: _dt.datetime | None = None
+
+
+def _epoch() -> _dt.datetime:
+    """1970-01-01 UTC, made the first time a datetime crosses (importing `datetime` then)."""
+    global _EPOCH
+    if _EPOCH is None:
+        import datetime as dt
+
+        _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return _EPOCH
+
+
 def _is_datetime(v: Any) -> bool:
     """Whether `v` is a datetime, without importing `datetime` (≈ 3 ms of a worker's start): none
     can exist before something has imported it."""
@@ -705,7 +716,7 @@ def _timestamp(p: bytes) -> _dt.datetime:
         nsec, sec = _TS96.unpack(p)
     else:
         raise DecodeError(f"invalid timestamp length {len(p)}")
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=sec, microseconds=nsec // 1000)
+    return _epoch() + dt.timedelta(seconds=sec, microseconds=nsec // 1000)
 
 
 _DISPATCH: dict[int, Callable[[_Decoder], Any]] = {
