@@ -493,24 +493,52 @@ const isDirect = (
   (dropTimeout === undefined || clock === liveClock)
 
 /**
+ * A request whose success is a resource in the worker (a handle, an open stream), named by the
+ * id in the reply: `keep` makes what the caller gets and the Effect that gives the resource back
+ * when `scope` closes; `giveBack` gives back one that arrived after an interruption. Between the
+ * reply and the finalizer nothing may interrupt, or the resource would leak.
+ */
+const acquireRemote = <A>(
+  drop: Drop,
+  conn: Connection.Connection,
+  p: Prepared,
+  mode: Mode,
+  wait: number | undefined,
+  scope: Scope.Scope,
+  giveBack: (id: number) => void,
+  keep: (id: number) => readonly [A, Effect.Effect<void>]
+): Effect.Effect<A, DropError> =>
+  Effect.uninterruptibleMask((restore) =>
+    restore(
+      send(drop, conn, p, mode, wait, (late) => {
+        if (late.t === "ok") giveBack(late.value as number)
+      })
+    ).pipe(
+      Effect.flatMap((id) => {
+        const [made, release] = keep(id as number)
+        return Scope.addFinalizer(scope, release).pipe(Effect.as(made))
+      })
+    )
+  )
+
+/**
  * A handle drop on the general path: its handle made on the reply and released when `scope`
  * closes (the release traced only when drops are).
  */
 const handleOn = (pool: Pool, drop: Drop, p: Prepared, traced: boolean, scope: Scope.Scope): Effect.Effect<Handle, DropError> =>
   onWorker(pool, p, traced, (conn, wait) =>
-    // Between the reply and the finalizer nothing may interrupt, or the object would leak.
-    Effect.uninterruptibleMask((restore) =>
-      restore(
-        send(drop, conn, p, "handle", wait, (late) => {
-          if (late.t === "ok") new HandleImpl(conn, late.value as number).release()
-        })
-      ).pipe(
-        Effect.flatMap((id) => {
-          const handle = new HandleImpl(conn, id as number)
-          const release = traced ? releaseSpan(handle) : Effect.sync(() => handle.release())
-          return Scope.addFinalizer(scope, release).pipe(Effect.as(handle))
-        })
-      )
+    acquireRemote(
+      drop,
+      conn,
+      p,
+      "handle",
+      wait,
+      scope,
+      (id) => new HandleImpl(conn, id).release(),
+      (id) => {
+        const handle = new HandleImpl(conn, id)
+        return [handle, traced ? releaseSpan(handle) : Effect.sync(() => handle.release())] as const
+      }
     )
   )
 
@@ -574,19 +602,15 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
           // Opening registers the generator in the worker; the stream's scope closes it there.
           const [conn, sid] = yield* prepared(drop, pool.sharedMemory(), (p) => instrument(drop, (traced) =>
             onWorker(pool, p, traced, (conn, wait) =>
-              Effect.uninterruptibleMask((restore) =>
-                restore(
-                  send(drop, conn, p, "stream", wait, (late) => {
-                    if (late.t === "ok") conn.send(encodeClose(late.value as number))
-                  })
-                ).pipe(
-                  Effect.flatMap((value) => {
-                    const sid = value as number
-                    return Scope.addFinalizer(scope, Effect.sync(() => conn.send(encodeClose(sid)))).pipe(
-                      Effect.as([conn, sid] as const)
-                    )
-                  })
-                )
+              acquireRemote(
+                drop,
+                conn,
+                p,
+                "stream",
+                wait,
+                scope,
+                (sid) => conn.send(encodeClose(sid)),
+                (sid) => [[conn, sid] as const, Effect.sync(() => conn.send(encodeClose(sid)))] as const
               )
             )
           ))
