@@ -206,10 +206,46 @@ def test_emit_and_logging_frames_come_before_the_reply(worker: WorkerProcess):
     assert worker.recv() == {"t": "ok", "id": 1, "value": "done"}
 
 
+def test_a_waiting_worker_polls_for_twice_its_last_wait_within_the_limit_and_sleeps_after_a_longer_one():
+    from snakebridge_worker.__main__ import Patience
+
+    p = Patience(250e-6)
+    assert p.window == Patience.FLOOR  # before any wait: the floor
+    p.waited(80e-6)
+    assert p.window == pytest.approx(160e-6)
+    p.waited(5e-6)  # the next request was there already (pipelined)
+    assert p.window == Patience.FLOOR
+    p.waited(200e-6)
+    assert p.window == 250e-6  # twice the wait, but no more than the limit
+    p.waited(3e-3)  # the caller went quiet: sleep at once next time
+    assert p.window == 0
+    p.waited(90e-6)  # requests close together again: poll again
+    assert p.window == pytest.approx(180e-6)
+    never = Patience(0.0)
+    never.waited(1e-6)
+    assert never.window == 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads CPU time from /proc")
+def test_a_worker_with_nothing_to_do_sleeps_rather_than_polls(worker: WorkerProcess):
+    for rid in range(1, 50):  # requests close together: the worker polls between them
+        assert worker.run(rid, "return 1")["value"] == 1
+    before = _cpu_seconds(worker.proc.pid)
+    time.sleep(0.5)
+    # Polling all along would be ≈ 0.5 s; a worker asleep in its read takes none.
+    assert _cpu_seconds(worker.proc.pid) - before < 0.05
+    assert worker.run(50, "return 2")["value"] == 2
+
+
 @pytest.mark.parametrize("spin", ["0", "50", "5000"])
 def test_requests_are_served_whether_they_come_at_once_or_after_the_worker_went_to_sleep(worker_factory, spin):
-    # After a reply the worker tries for the next request for SNAKEBRIDGE_WORKER_SPIN_US, then
-    # sleeps until one comes: both paths, and a frame split across the two, must read alike.
+    # After a reply the worker tries for the next request for a while (at most
+    # SNAKEBRIDGE_WORKER_SPIN_US), then sleeps until one comes: both paths, and a frame split across the two, must read alike.
     w = worker_factory({"SNAKEBRIDGE_WORKER_SPIN_US": spin})
     assert w.run(1, "return 1")["value"] == 1
     time.sleep(0.02)  # past the spin: the worker is asleep

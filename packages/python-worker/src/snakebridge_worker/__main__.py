@@ -82,10 +82,30 @@ def read_until(fd: int, target: memoryview | None, until: float) -> bytes | int 
             os.sched_yield()
 
 
-def spin_seconds() -> float:
-    """SNAKEBRIDGE_WORKER_SPIN_US: how long an idle worker polls for the next request before it
-    sleeps in a blocking read (default 50 microseconds, 0 never)."""
-    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "50")) / 1e6
+class Patience:
+    """How long a worker waiting for its next request polls for it before it sleeps in a blocking read.
+
+    Being woken costs more than the round trip itself (≈ 30 us here), polling costs a core. The
+    worker polls for twice its last wait (at least `FLOOR`) when that wait was within `limit`, and
+    sleeps at once after a longer one: its caller has gone quiet, and once requests follow each
+    other closely again it polls again.
+    """
+
+    FLOOR = 50e-6
+    __slots__ = ("limit", "window")
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.window = min(limit, self.FLOOR)
+
+    def waited(self, seconds: float) -> None:
+        self.window = 0.0 if seconds > self.limit else min(self.limit, max(self.FLOOR, 2 * seconds))
+
+
+def spin_limit() -> float:
+    """SNAKEBRIDGE_WORKER_SPIN_US: the longest a worker polls for its next request (default 250
+    microseconds, 0 never)."""
+    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "250")) / 1e6
 
 
 class Worker:
@@ -109,8 +129,9 @@ class Worker:
         reader = FrameReader()
         handles = codec.Handles(HandleRef)
         accelerated = False
-        spin = spin_seconds()
-        if spin:
+        limit = spin_limit()
+        patience = Patience(limit)
+        if limit:
             import select
 
             os.set_blocking(fd, False)
@@ -120,13 +141,15 @@ class Worker:
             target = reader.target()
             try:
                 # A big frame is read straight into its own buffer; anything else in chunks.
-                if spin:
+                if limit:
                     # The next request often follows its predecessor's reply within microseconds:
                     # trying for it a little while is cheaper than sleeping and being woken.
-                    got = read_until(fd, target, time.perf_counter() + spin)
+                    began = time.perf_counter()
+                    got = read_until(fd, target, began + patience.window) if patience.window else None
                     if got is None:
                         readable.poll()
                         got = read(fd, target)
+                    patience.waited(time.perf_counter() - began)
                 else:
                     got = read(fd, target)
             except OSError:
