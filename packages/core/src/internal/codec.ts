@@ -793,6 +793,19 @@ export class Decoder {
     throw new DecodeFailure(`invalid MessagePack type byte 0x${b.toString(16)}`)
   }
 
+  /** The entry count of the map that starts here, its header read; -1, nothing read, if what starts here is not a map. */
+  mapLength(): number {
+    this.need(1)
+    const b = this.buf[this.pos]!
+    if (b >= 0x80 && b <= 0x8f) {
+      this.pos++
+      return b & 0x0f
+    }
+    if (b !== 0xde && b !== 0xdf) return -1
+    this.pos++
+    return b === 0xde ? this.u16() : this.u32()
+  }
+
   private str(n: number): string {
     this.need(n)
     const start = this.pos

@@ -325,6 +325,90 @@ export const encodeClose = (stream: number): Uint8Array => {
 }
 
 /**
+ * Every message from the worker, whatever its kind, in this one shape: the code that routes and
+ * reads messages then sees one object layout (a process that has decoded maps of many shapes
+ * would otherwise make its property accesses megamorphic). Keys not listed here are skipped.
+ */
+class Fields {
+  t: unknown = undefined
+  id: unknown = undefined
+  value: unknown = undefined
+  kind: unknown = undefined
+  type: unknown = undefined
+  message: unknown = undefined
+  traceback: unknown = undefined
+  line: unknown = undefined
+  path: unknown = undefined
+  handle: unknown = undefined
+  protocol: unknown = undefined
+  pid: unknown = undefined
+  python: unknown = undefined
+  executable: unknown = undefined
+  shm: unknown = undefined
+  level: unknown = undefined
+  name: unknown = undefined
+  fds: unknown = undefined
+
+  set(key: unknown, v: unknown): void {
+    switch (key) {
+      case "t":
+        this.t = v
+        return
+      case "id":
+        this.id = v
+        return
+      case "value":
+        this.value = v
+        return
+      case "kind":
+        this.kind = v
+        return
+      case "type":
+        this.type = v
+        return
+      case "message":
+        this.message = v
+        return
+      case "traceback":
+        this.traceback = v
+        return
+      case "line":
+        this.line = v
+        return
+      case "path":
+        this.path = v
+        return
+      case "handle":
+        this.handle = v
+        return
+      case "protocol":
+        this.protocol = v
+        return
+      case "pid":
+        this.pid = v
+        return
+      case "python":
+        this.python = v
+        return
+      case "executable":
+        this.executable = v
+        return
+      case "shm":
+        this.shm = v
+        return
+      case "level":
+        this.level = v
+        return
+      case "name":
+        this.name = v
+        return
+      case "fds":
+        this.fds = v
+    }
+  }
+}
+
+/**
  * Decodes and shape-checks one message from the worker. Throws `DecodeFailure`. Arrays in the
  * worker's segments (ext 6) are added to `reads`: the message is whole once they are read. A
  * message with an Arrow stream in a segment is decoded again then, with their bytes as `filled`.
@@ -336,18 +420,26 @@ export const decodeMessage = (
   filled?: ReadonlyMap<number, Uint8Array>
 ): WorkerMessage => {
   const d = new Decoder(body, shared, filled)
-  const m = d.value() as Record<string, unknown> | null
+  const n = d.mapLength()
+  if (n < 0) throw new DecodeFailure("a message must be a map")
+  const m = new Fields()
+  for (let i = 0; i < n; i++) {
+    const key = d.value()
+    m.set(key, d.value())
+  }
   if (d.reads.length > 0) reads?.push(...d.reads)
   if (d.pos !== body.length) throw new DecodeFailure("trailing bytes after the message")
-  if (typeof m !== "object" || m === null || m instanceof Map || Array.isArray(m)) {
-    throw new DecodeFailure("a message must be a map")
-  }
   switch (m.t) {
     case "ok":
       if (typeof m.id !== "number") break
       if (d.unsupported !== undefined) {
         // The reply is sound but its value cannot be represented here: that drop fails, not the channel.
-        return { t: "err", id: m.id, kind: "encode", path: [], message: d.unsupported }
+        m.t = "err"
+        m.value = undefined
+        m.kind = "encode"
+        m.path = []
+        m.message = d.unsupported
+        return m as unknown as Err
       }
       return m as unknown as Ok
     case "err":
