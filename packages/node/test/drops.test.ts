@@ -1,7 +1,7 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Drop, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
-import { Effect, Either, Layer, Logger, Runtime, Schema } from "effect"
+import { Cause, Context, Effect, Either, Layer, Logger, Runtime, Schema } from "effect"
 import fc from "fast-check"
 
 // Live clock: a shared pool of real processes, where timeouts must really fire.
@@ -175,6 +175,46 @@ return {
       expect(bad._tag).toBe("ParseError")
       expect(String(bad)).toContain("[0]")
       expect(String(bad)).toContain('["qty"]')
+    }))
+
+  it.effect("decodes in the reply's callback, yet a schema that throws, waits or needs a service behaves as in a fiber", () =>
+    Effect.gen(function* () {
+      // A transformation that throws is a defect of that drop: the worker and its channel are fine.
+      const Throws = Schema.transform(Schema.Number, Schema.Number, {
+        strict: true,
+        decode: () => {
+          throw new Error("decoder bug")
+        },
+        encode: (n) => n
+      })
+      const exit = yield* Effect.exit(py`return ${1}`.pipe(Drop.returning(Throws)))
+      expect(exit._tag === "Failure" && Cause.isDie(exit.cause)).toBe(true)
+      expect(String(exit._tag === "Failure" ? Cause.squash(exit.cause) : "")).toContain("decoder bug")
+      // Asynchronous decoding, and decoding that needs a service of the caller's context.
+      const Later = Schema.transformOrFail(Schema.Number, Schema.Number, {
+        strict: true,
+        decode: (n) => Effect.as(Effect.sleep("5 millis"), n * 2),
+        encode: (n) => Effect.succeed(n)
+      })
+      class Offset extends Context.Tag("Offset")<Offset, number>() {}
+      const Shifted = Schema.transformOrFail(Schema.Number, Schema.Number, {
+        strict: true,
+        decode: (n) => Effect.map(Offset, (o) => n + o),
+        encode: (n) => Effect.succeed(n)
+      })
+      expect(yield* py`return ${20}`.pipe(Drop.returning(Later))).toBe(40)
+      expect(yield* py`return ${20}`.pipe(Drop.returning(Shifted), Effect.provideService(Offset, 100))).toBe(120)
+      expect(yield* py`return ${2} + 1`.pipe(Drop.returning(Schema.Number))).toBe(3)
+    }))
+
+  it.effect("decodes through a Python service of the caller's own making too", () =>
+    Effect.gen(function* () {
+      const real = yield* Python.Python
+      // A service that is not the one NodePython.layer builds: its own run, then the schema.
+      const own = Python.Python.of({ ...real, run: (drop) => Effect.map(real.run(drop), (v) => (v as number) * 10) })
+      const n = yield* py`return ${4}`.pipe(Drop.returning(Schema.Number), Effect.provideService(Python.Python, own))
+      expect(n).toBe(40)
+      expect(yield* py`return ${4}`.pipe(Effect.provideService(Python.Python, own))).toBe(40)
     }))
 
   it.effect("fails with a PythonException carrying type, message, traceback and line", () =>

@@ -1,9 +1,9 @@
-import { Effect, Effectable, Predicate, Schedule, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Effectable, Exit, Predicate, Schedule, Schema, type Scope, Stream } from "effect"
 import { dual } from "effect/Function"
 import type { ParseError } from "effect/ParseResult"
 import type { Drop, RetryOptions, RetryPolicy, Source } from "../Drop.js"
 import type { Handle } from "../Handle.js"
-import { Python } from "./service.js"
+import { type Finish, Python, RunOnFiber } from "./service.js"
 import type { DropError } from "../PythonError.js"
 
 export const DropTypeId: unique symbol = Symbol.for("@snakebridge/core/Drop")
@@ -29,13 +29,25 @@ export class DropImpl extends Effectable.Class<unknown, DropError, Python> imple
   }
 
   commit(): Effect.Effect<unknown, DropError, Python> {
-    return Effect.flatMap(Python, (python) => python.run(this))
+    return runDrop(this, Exit.succeed)
   }
 
   override toString(): string {
     return this.source._tag === "Code" ? `Drop(${this.source.hash}: ${this.source.firstLine})` : `Drop(call ${this.source.target})`
   }
 }
+
+/**
+ * Runs `drop` on the `Python` service and makes the caller's result with `finish`: one
+ * `withFiberRuntime`, the service taken from the fiber's context; when its `run` is the one
+ * `NodePython.layer` builds, `finish` is applied in the reply's callback (see `RunOnFiber`).
+ */
+const runDrop = <A, E, R>(drop: Drop, finish: Finish<A, E, R>): Effect.Effect<A, DropError | E, Python | R> =>
+  Effect.withFiberRuntime((fiber) => {
+    const python = Context.unsafeGet(fiber.currentContext, Python)
+    const onFiber = (python.run as { readonly [RunOnFiber]?: RunOnFiber })[RunOnFiber]
+    return onFiber !== undefined ? onFiber(fiber, drop, finish) : Effect.flatMap(python.run(drop), finish)
+  })
 
 export const isDrop = (u: unknown): u is Drop => Predicate.hasProperty(u, DropTypeId)
 
@@ -138,8 +150,7 @@ export const returning: {
   <A, I, R>(schema: Schema.Schema<A, I, R>): (self: Drop) => Effect.Effect<A, DropError | ParseError, Python | R>
   <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>): Effect.Effect<A, DropError | ParseError, Python | R>
 } = dual(2, <A, I, R>(self: Drop, schema: Schema.Schema<A, I, R>) => {
-  const decode = decoderOf(schema)
-  return Effect.flatMap(self, (value) => decode(value))
+  return runDrop(self, decoderOf(schema))
 })
 
 export const handle = (self: Drop): Effect.Effect<Handle, DropError, Python | Scope.Scope> =>

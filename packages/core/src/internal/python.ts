@@ -20,7 +20,7 @@ import * as Exits from "./exit.js"
 import { HandleCollector, HandleFailure, HandleImpl } from "./handle.js"
 import type { Pool } from "./pool.js"
 import { encodeCall, encodeClose, encodePull, encodeRun, type Frame, type Mode, type Reply } from "./protocol.js"
-import type { Python, WorkerInfo } from "./service.js"
+import { type Python, RunOnFiber, type WorkerInfo } from "./service.js"
 import type { Segment, SharedMemory } from "../Worker.js"
 
 let nextRequestId = 1
@@ -210,6 +210,15 @@ const meteredSince = <A, R>(
     (exit) => Effect.sync(() => recordExit(exit, millisSince(clock, start)))
   )
 
+/** `f(a)`, or the defect it threw: it runs in a reply's callback, not in a fiber. */
+const made = <A, B, E, R>(f: (a: A) => Effect.Effect<B, E, R>, a: A): Effect.Effect<B, E, R> => {
+  try {
+    return f(a)
+  } catch (e) {
+    return Effect.die(e)
+  }
+}
+
 /**
  * A trivial-path drop in one asynchronous step: encoded, sent to a worker with room now, its
  * reply taken in the channel's callback and its metrics recorded there, with no fiber work
@@ -219,9 +228,10 @@ const meteredSince = <A, R>(
  *
  * `onOk` makes the result from a successful reply's value in the reply's callback; `onLateOk`
  * takes the value of a success that came for an interrupted or timed-out request (a handle
- * mode drop releases what it made).
+ * mode drop releases what it made). `then` makes what the caller gets of the result, after the
+ * drop's metrics (a decoding: an `Exit` when it can be, which the fiber resumes with as it is).
  */
-const runNow = <A>(
+const runNow = <A, B, E, R>(
   pool: Pool,
   drop: Drop,
   clock: Clock.Clock,
@@ -229,25 +239,27 @@ const runNow = <A>(
   mode: Mode,
   onOk: (value: unknown, conn: Connection.Connection) => A,
   onLateOk: ((value: unknown, conn: Connection.Connection) => void) | undefined,
-  otherwise: (p: Prepared) => Effect.Effect<A, DropError>
-): Effect.Effect<A, DropError> => {
+  otherwise: (p: Prepared) => Effect.Effect<A, DropError>,
+  then: (result: A) => Effect.Effect<B, E, R>
+): Effect.Effect<B, DropError | E, R> => {
   // What an interruption does while the request is out, set once it is sent. Not returned to
   // `Effect.async`, which would wrap the drop in `Effect.onInterrupt` (see exit.ts).
   let cancel: Effect.Effect<void> | undefined
-  const request = Effect.async<A, DropError>((resume) => {
+  const request = Effect.async<B, DropError | E, R>((resume) => {
     cancel = undefined
     const start = clock.unsafeCurrentTimeNanos()
     Metrics.dropsStarted.unsafeUpdate(1, [])
+    const metered = (effect: Effect.Effect<A, DropError>) => resume(Effect.flatMap(meteredSince(clock, start, timeout, effect), then))
     const shared = pool.sharedMemory()
     let p: Prepared
     try {
       p = encode(drop, shared)
     } catch (e) {
-      return resume(meteredSince(clock, start, timeout, encodingError(e)))
+      return metered(encodingError(e))
     }
-    if (p.segments.length > 0) return resume(meteredSince(clock, start, timeout, lent(p, shared, otherwise(p))))
+    if (p.segments.length > 0) return metered(lent(p, shared, otherwise(p)))
     const conn = p.affinity ?? pool.takeNow()
-    if (conn === undefined || !conn.isAlive()) return resume(meteredSince(clock, start, timeout, otherwise(p)))
+    if (conn === undefined || !conn.isAlive()) return metered(otherwise(p))
     // Given back once, whichever of the reply, the deadline and an interruption comes first.
     let held = p.affinity === undefined
     const giveBack = () => {
@@ -263,7 +275,7 @@ const runNow = <A>(
     const done = (exit: Exit.Exit<A, DropError>) => {
       giveBack()
       recordExit(exit, millisSince(clock, start))
-      resume(exit)
+      resume(Exit.isSuccess(exit) ? made(then, exit.value) : (exit as Exit.Exit<never, DropError>))
     }
     // The deadline's timer; whichever of the reply, the deadline and an interruption comes
     // first stops the other two.
@@ -279,7 +291,7 @@ const runNow = <A>(
           Effect.map(restore(send(drop, conn, p, mode, undefined, late, true)), (value) => onOk(value, conn))
         )
       const answered = answer(drop, conn, outcome.value, frame, false, undefined, resend) as Effect.Effect<A, DropError>
-      resume(meteredSince(clock, start, timeout, Exits.ensuring(answered, Effect.sync(giveBack))))
+      metered(Exits.ensuring(answered, Effect.sync(giveBack)))
     }
     if (timeout !== undefined) {
       // A host timer, as Effect's live Clock uses (the caller checked it is that clock):
@@ -289,8 +301,7 @@ const runNow = <A>(
         timer = undefined
         waiter.listener = undefined
         const stopped = Exits.ensuring(conn.abandon(id, waiter, late), Effect.sync(giveBack))
-        const expired = Effect.zipRight(stopped, Effect.fail(new DropTimeout({ millis })))
-        resume(meteredSince(clock, start, undefined, expired))
+        resume(meteredSince(clock, start, undefined, Effect.zipRight(stopped, Effect.fail(new DropTimeout({ millis })))))
       }, millis)
     }
     cancel = Effect.suspend(() => {
@@ -542,34 +553,57 @@ const handleOn = (pool: Pool, drop: Drop, p: Prepared, traced: boolean, scope: S
     )
   )
 
-export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Duration | undefined }): Python["Type"] => {
+export const make = (
+  pool: Pool,
+  options: { readonly dropTimeout: Duration.Duration | undefined }
+): Python["Type"] => {
   const { dropTimeout } = options
+  /** `direct` if the drop can take the direct path (see `isDirect`) on this fiber, `general` if not. */
+  const directOn = <A>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    drop: Drop,
+    direct: (clock: Clock.Clock) => A,
+    general: () => A
+  ): A => {
+    const services = fiber.getFiberRef(DefaultServices.currentServices)
+    const clock = Context.get(services, Clock.Clock)
+    return isDirect(drop, services, clock, dropTimeout) ? direct(clock) : general()
+  }
   const directOr = <A, E, R>(drop: Drop, direct: (clock: Clock.Clock) => Effect.Effect<A, E, R>, general: () => Effect.Effect<A, E, R>) =>
-    Effect.withFiberRuntime<A, E, R>((fiber) => {
-      const services = fiber.getFiberRef(DefaultServices.currentServices)
-      const clock = Context.get(services, Clock.Clock)
-      return isDirect(drop, services, clock, dropTimeout) ? direct(clock) : general()
-    })
-  return {
-    run: (drop) =>
-      directOr(
-        drop,
-        (clock) =>
-          runNow(pool, drop, clock, dropTimeout, "value", identity, undefined, (p) =>
-            onWorker(pool, p, false, (conn) => send(drop, conn, p, "value", undefined))),
-        () =>
+    Effect.withFiberRuntime<A, E, R>((fiber) => directOn(fiber, drop, direct, general))
+  const runOnFiber: RunOnFiber = (fiber, drop, finish) =>
+    directOn(
+      fiber,
+      drop,
+      (clock) =>
+        runNow(
+          pool,
+          drop,
+          clock,
+          dropTimeout,
+          "value",
+          identity,
+          undefined,
+          (p) => onWorker(pool, p, false, (conn) => send(drop, conn, p, "value", undefined)),
+          finish
+        ),
+      () =>
+        Effect.flatMap(
           instrument(drop, (traced) =>
             retrying(
               drop,
               deadline(
                 dropTimeout,
-                prepared(drop, pool.sharedMemory(), (p) =>
-                  onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait))
-                )
+                prepared(drop, pool.sharedMemory(), (p) => onWorker(pool, p, traced, (conn, wait) => send(drop, conn, p, "value", wait)))
               )
             )
-          )
-      ),
+          ),
+          finish
+        )
+    )
+  const run = (drop: Drop) => Effect.withFiberRuntime<unknown, DropError>((fiber) => runOnFiber(fiber, drop, Exit.succeed))
+  return {
+    run: Object.assign(run, { [RunOnFiber]: runOnFiber }),
     handle: (drop): Effect.Effect<Handle, DropError, Scope.Scope> =>
       directOr(
         drop,
@@ -581,8 +615,17 @@ export const make = (pool: Pool, options: { readonly dropTimeout: Duration.Durat
             const handleOf = (id: unknown, conn: Connection.Connection) => (made ??= new HandleImpl(conn, id as number))
             return Effect.zipRight(
               Scope.addFinalizer(scope, Effect.sync(() => made?.release())),
-              runNow<Handle>(pool, drop, clock, dropTimeout, "handle", handleOf, (id, conn) => handleOf(id, conn).release(), (p) =>
-                handleOn(pool, drop, p, false, scope))
+              runNow<Handle, Handle, never, never>(
+                pool,
+                drop,
+                clock,
+                dropTimeout,
+                "handle",
+                handleOf,
+                (id, conn) => handleOf(id, conn).release(),
+                (p) => handleOn(pool, drop, p, false, scope),
+                Exit.succeed
+              )
             )
           }),
         () =>

@@ -1,4 +1,4 @@
-import { Context, type Effect, type Scope, type Stream } from "effect"
+import { Context, type Effect, type Fiber, type Scope, type Stream } from "effect"
 import type { Drop } from "../Drop.js"
 import type { Handle } from "../Handle.js"
 import type { DropError, SharedMemoryUnavailable } from "../PythonError.js"
@@ -32,3 +32,23 @@ export class Python extends Context.Tag("@snakebridge/core/Python")<
     readonly sharedBuffer: (bytes: number) => Effect.Effect<ArrayBuffer, SharedMemoryUnavailable, Scope.Scope>
   }
 >() {}
+
+/**
+ * A drop's result as the caller wants it: made from the plain value in the reply's callback (an
+ * `Exit` when it can be, so no fiber work comes between the reply and the caller).
+ */
+export type Finish<A, E, R> = (value: unknown) => Effect.Effect<A, E, R>
+
+/**
+ * Where the `run` of the service `NodePython.layer` builds keeps its fiber-level form, which a
+ * drop's own Effect calls from inside the one `withFiberRuntime` it is: with the fiber at hand
+ * the drop needs no service lookup, and its result is decoded without a step of its own. Kept
+ * on the function, so that a service whose `run` is another one is used as it is.
+ */
+export const RunOnFiber: unique symbol = Symbol.for("@snakebridge/core/Python/runOnFiber")
+
+export type RunOnFiber = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  drop: Drop,
+  finish: Finish<A, E, R>
+) => Effect.Effect<A, DropError | E, R>
