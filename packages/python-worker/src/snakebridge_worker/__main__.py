@@ -103,9 +103,11 @@ class Patience:
 
 
 def spin_limit() -> float:
-    """SNAKEBRIDGE_WORKER_SPIN_US: the longest a worker polls for its next request (default 250
-    microseconds, 0 never)."""
-    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "250")) / 1e6
+    """SNAKEBRIDGE_WORKER_SPIN_US: the longest a worker polls for its next request (default 50
+    microseconds, 0 never). Longer catches a slow caller awake, but a worker that keeps polling
+    stays runnable: on a loaded machine another thread can take its core and a request then waits
+    out a time slice."""
+    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "50")) / 1e6
 
 
 class Worker:
