@@ -85,10 +85,10 @@ def read_until(fd: int, target: memoryview | None, until: float) -> bytes | int 
 class Patience:
     """How long a worker waiting for its next request polls for it before it sleeps in a blocking read.
 
-    Being woken costs more than the round trip itself (≈ 30 us here), polling costs a core. The
-    worker polls for twice its last wait (at least `FLOOR`) when that wait was within `limit`, and
-    sleeps at once after a longer one: its caller has gone quiet, and once requests follow each
-    other closely again it polls again.
+    Being woken costs ≈ 30 us here, polling costs a core. The worker polls for twice its last
+    wait (at least `FLOOR`) when that wait was within `limit`, and sleeps at once after a longer
+    one: its caller is slower than that, or has gone quiet; once a request follows its reply
+    closely again, it polls again.
     """
 
     FLOOR = 50e-6
