@@ -211,7 +211,7 @@ const meteredSince = <A, R>(
   )
 
 /** `f(a)`, or the defect it threw: it runs in a reply's callback, not in a fiber. */
-const made = <A, B, E, R>(f: (a: A) => Effect.Effect<B, E, R>, a: A): Effect.Effect<B, E, R> => {
+const caught = <A, B, E, R>(f: (a: A) => Effect.Effect<B, E, R>, a: A): Effect.Effect<B, E, R> => {
   try {
     return f(a)
   } catch (e) {
@@ -275,7 +275,7 @@ const runNow = <A, B, E, R>(
     const done = (exit: Exit.Exit<A, DropError>) => {
       giveBack()
       recordExit(exit, millisSince(clock, start))
-      resume(Exit.isSuccess(exit) ? made(then, exit.value) : (exit as Exit.Exit<never, DropError>))
+      resume(Exit.isSuccess(exit) ? caught(then, exit.value) : (exit as Exit.Exit<never, DropError>))
     }
     // The deadline's timer; whichever of the reply, the deadline and an interruption comes
     // first stops the other two.
