@@ -102,11 +102,7 @@ def test_a_big_frame_is_read_in_place_and_written_with_writev():
     reader = FrameReader()
     bodies = []
     while not bodies:
-        target = reader.target()
-        if target is None:
-            bodies.extend(reader.feed(os.read(r, 1 << 16)))
-        else:
-            bodies.extend(reader.filled(os.readv(r, [target])))
+        bodies.extend(reader.read(r))
     writer.join()
     os.close(r)
     os.close(w)

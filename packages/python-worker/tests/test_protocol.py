@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import tracemalloc
+
 import pytest
 
 from snakebridge_worker.protocol import FrameError, FrameReader, frame
@@ -42,3 +45,39 @@ def test_a_whole_big_frame_in_one_chunk_gets_a_writable_buffer_of_its_own():
     reader = FrameReader(big=64)
     (body,) = reader.feed(frame(b"y" * 100))
     assert isinstance(body, bytearray) and body == b"y" * 100
+
+
+def test_frames_read_from_a_channel_outlive_the_buffer_they_were_read_into():
+    r, w = os.pipe()
+    reader = FrameReader(chunk=64)
+    try:
+        os.write(w, frame(b"first"))
+        (first,) = reader.read(r)
+        os.write(w, frame(b"second") + frame(b"third")[:5])
+        second = reader.read(r)
+        os.write(w, frame(b"third")[5:])
+        third = reader.read(r)
+        assert (first, second, third) == (b"first", [b"second"], [b"third"])
+        os.close(w)
+        assert reader.read(r) is None  # the end of the channel
+    finally:
+        os.close(r)
+
+
+def test_a_read_allocates_about_what_it_read():
+    # A read of a small request must not allocate a big buffer for it (os.read(fd, 1 << 20) did:
+    # glibc mapped, shrank and unmapped a fresh megabyte on every read of the worker).
+    r, w = os.pipe()
+    reader = FrameReader()
+    try:
+        tracemalloc.start()
+        for i in range(100):
+            os.write(w, frame(b"x" * 40))
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            assert reader.read(r) == [b"x" * 40]
+            assert tracemalloc.get_traced_memory()[1] - before < 4096
+    finally:
+        tracemalloc.stop()
+        os.close(r)
+        os.close(w)

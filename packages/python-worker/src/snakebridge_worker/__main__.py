@@ -67,18 +67,15 @@ def resolve_refs(value: Any, registry: Registry) -> Any:
     return value
 
 
-def read(fd: int, target: memoryview | None) -> bytes | int:
-    return os.read(fd, 1 << 20) if target is None else os.readv(fd, [target])
-
-
-def read_until(fd: int, target: memoryview | None, until: float) -> bytes | int | None:
-    """Reads a non-blocking `fd` until something comes or `until` passes (None then)."""
+def read_until(reader: FrameReader, fd: int, until: float) -> list[bytes | bytearray] | None | bool:
+    """Reads a non-blocking `fd` until something comes (what `reader.read` gives) or `until`
+    passes (False then)."""
     while True:
         try:
-            return read(fd, target)
+            return reader.read(fd)
         except BlockingIOError:
             if time.perf_counter() >= until:
-                return None
+                return False
             os.sched_yield()
 
 
@@ -139,27 +136,30 @@ class Worker:
             os.set_blocking(fd, False)
             readable = select.poll()
             readable.register(fd, select.POLLIN)
-        while True:
-            target = reader.target()
+
+        def receive() -> list[bytes | bytearray]:
+            """The frames of the next read (a big frame goes straight into a buffer of its own)."""
             try:
-                # A big frame is read straight into its own buffer; anything else in chunks.
                 if limit:
                     # The next request often follows its predecessor's reply within microseconds:
                     # trying for it a little while is cheaper than sleeping and being woken.
                     began = time.perf_counter()
-                    got = read_until(fd, target, began + patience.window) if patience.window else None
-                    if got is None:
+                    bodies = read_until(reader, fd, began + patience.window) if patience.window else False
+                    if bodies is False:
                         readable.poll()
-                        got = read(fd, target)
+                        bodies = reader.read(fd)
                     patience.waited(time.perf_counter() - began)
                 else:
-                    got = read(fd, target)
+                    bodies = reader.read(fd)
             except OSError:
-                got = b""
-            if not got:
+                bodies = None
+            if bodies is None:
                 os._exit(0)  # EOF: the parent is gone or wants us gone
+            return bodies
+
+        while True:
             try:
-                bodies = reader.feed(got) if isinstance(got, bytes) else reader.filled(got)
+                bodies = receive()
                 messages = []
                 for body in bodies:
                     handles.reset()
@@ -184,21 +184,20 @@ class Worker:
     # -- the control thread: cancels, while the main thread runs ---------------------
 
     def watch_control(self, fd: int) -> None:
-        reader = FrameReader()
+        reader = FrameReader(chunk=4096)
         while True:
             try:
-                chunk = os.read(fd, 1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
-            try:
-                for body in reader.feed(chunk):
+                bodies = reader.read(fd)
+                if bodies is None:
+                    os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
+                for body in bodies:
                     msg = codec.decode(body)
                     if isinstance(msg, dict) and msg.get("t") == "cancel":
                         self.cancel(msg.get("id"))
                     else:
                         raise codec.DecodeError(f"unexpected message on the control channel: {msg!r:.80}")
+            except OSError:
+                os._exit(0)  # the channel failed: as at EOF
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the control channel: {e}\n")
                 os._exit(2)
