@@ -4,7 +4,7 @@ import fc from "fast-check"
 import * as Codec from "../src/Codec.js"
 import * as NdArray from "../src/NdArray.js"
 import { BIG_BYTES, DecodeFailure, decode, encode, Encoder } from "../src/internal/codec.js"
-import { decodeMessage, encodeRun, FrameDecoder } from "../src/internal/protocol.js"
+import { decodeMessage, encodeCall, encodeRun, FrameDecoder } from "../src/internal/protocol.js"
 
 const roundTrip = (v: unknown) => decode(encode(v))
 
@@ -144,8 +144,17 @@ describe("Codec: typed arrays", () => {
     expect(chunks.reduce((n, c) => n + c.length, 0)).toBe(length)
     expect(decode(e.bytes())).toEqual([1, big, "between", bytes])
 
-    for (const hash of ["h", "hash-of-another-length"]) {
-      const frame = encodeRun({ id: 7, hash, code: "return _sb_0", args: e.encoded(), mode: "value" }) as Array<Uint8Array>
+    // The header's length varies with the hash and with the keys sent (code, mode): the
+    // elements stay aligned in every case.
+    const cases = [
+      { hash: "h", code: "return _sb_0", mode: "value" as const },
+      { hash: "hash-of-another-length", code: "return _sb_0", mode: "value" as const },
+      { hash: "h", code: null, mode: "value" as const },
+      { hash: "h", code: null, mode: "handle" as const },
+      { hash: "hash-of-another-length", code: "return _sb_0", mode: "stream" as const }
+    ]
+    for (const { code, hash, mode } of cases) {
+      const frame = encodeRun({ id: 7, hash, code, args: e.encoded(), mode }) as Array<Uint8Array>
       expect(Array.isArray(frame)).toBe(true)
       const joined = new Uint8Array(frame.reduce((n, c) => n + c.length, 0))
       let at = 0
@@ -155,10 +164,42 @@ describe("Codec: typed arrays", () => {
         at += c.length
       }
       const [body] = new FrameDecoder().push(joined)
-      const msg = decode(body!) as { id: number; args: Array<unknown> }
+      const msg = decode(body!) as { id: number; args: Array<unknown>; code?: string; mode?: string }
       expect(msg.id).toBe(7)
       expect(msg.args).toEqual([1, big, "between", bytes])
+      // Left out when they say nothing: no code after the first send, the "value" mode.
+      expect(msg.code).toBe(code ?? undefined)
+      expect(msg.mode).toBe(mode === "value" ? undefined : mode)
     }
+  })
+
+  it("a call request carries kwargs and mode only when it has them, its big arrays aligned", () => {
+    const big = new Float64Array(BIG_BYTES / 8).fill(2)
+    const encodedOf = (v: unknown) => {
+      const e = new Encoder()
+      e.value(v)
+      return e.encoded()
+    }
+    const read = (frame: ReturnType<typeof encodeCall>) => {
+      const chunks = frame instanceof Uint8Array ? [frame] : frame
+      const joined = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+      let at = 0
+      for (const c of chunks) {
+        if (c.buffer === big.buffer) expect((at - 4) % 8).toBe(0)
+        joined.set(c, at)
+        at += c.length
+      }
+      const [body] = new FrameDecoder().push(joined)
+      return decode(body!) as Record<string, unknown>
+    }
+    const plain = read(encodeCall({ id: 1, target: "math.sqrt", args: encodedOf([2]), kwargs: undefined, mode: "value" }))
+    expect(plain).toEqual({ t: "call", id: 1, target: "math.sqrt", args: [2] })
+    const full = read(
+      encodeCall({ id: 2, target: "f", args: encodedOf([big]), kwargs: encodedOf({ x: big, y: 1 }), mode: "handle" })
+    )
+    expect(full.mode).toBe("handle")
+    expect(full.args).toEqual([big])
+    expect(full.kwargs).toEqual({ x: big, y: 1 })
   })
 
   it("a decoded big array is a view of its frame when aligned, a copy otherwise", () => {

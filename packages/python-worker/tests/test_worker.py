@@ -91,6 +91,17 @@ def test_need_code_when_the_hash_is_unknown(worker: WorkerProcess):
     assert worker.recv()["value"] == "x"
 
 
+def test_code_and_mode_may_be_left_out(worker: WorkerProcess):
+    # What Node sends once a worker has the code: no code, and no mode for a plain value.
+    assert worker.run(1, "return _sb_0 * 2", 1, hash_="double")["value"] == 2
+    worker.send({"t": "run", "id": 2, "hash": "double", "args": [21]})
+    assert worker.recv() == {"t": "ok", "id": 2, "value": 42}
+    worker.send({"t": "run", "id": 3, "hash": "unknown", "args": []})
+    assert worker.recv()["kind"] == "need_code"
+    worker.send({"t": "call", "id": 4, "target": "builtins.abs", "args": [-3]})
+    assert worker.recv() == {"t": "ok", "id": 4, "value": 3}
+
+
 def test_print_goes_to_stdout_and_never_into_replies(worker: WorkerProcess):
     reply = worker.run(1, "print('hello'); print('x' * 1000); return 'ok'")
     assert reply == {"t": "ok", "id": 1, "value": "ok"}

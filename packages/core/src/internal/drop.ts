@@ -106,7 +106,7 @@ export const py = (strings: TemplateStringsArray, ...values: Array<unknown>): Dr
 export const call = (
   target: string,
   args: ReadonlyArray<unknown> = [],
-  kwargs: Readonly<Record<string, unknown>> = {}
+  kwargs?: Readonly<Record<string, unknown>>
 ): Drop => new DropImpl({ _tag: "Call", target }, args, kwargs)
 
 /** Where the TypeScript source of a drop's `line` is, if the template's call site is known. */

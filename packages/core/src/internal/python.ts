@@ -102,7 +102,7 @@ const answered = (exit: Exit.Exit<unknown, DropError>): boolean => {
 const frameFor = (drop: Drop, conn: Connection.Connection, id: number, prepared: Prepared, mode: Mode, withCode: boolean) => {
   const source = drop.source
   if (source._tag === "Call") {
-    return encodeCall({ id, target: source.target, args: prepared.args, kwargs: prepared.kwargs!, mode })
+    return encodeCall({ id, target: source.target, args: prepared.args, kwargs: prepared.kwargs, mode })
   }
   const send = withCode || !conn.sentHashes.has(source.hash)
   if (send) Connection.rememberHash(conn, source.hash)
