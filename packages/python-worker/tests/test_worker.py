@@ -131,6 +131,31 @@ def test_cancel_of_a_queued_request_skips_it(worker: WorkerProcess):
     assert worker.run(3, "import builtins\nreturn getattr(builtins, 'ran', False)")["value"] is False
 
 
+def test_cancels_racing_their_requests_stop_each_one_once_and_nothing_else(worker: WorkerProcess):
+    # Batches of requests of a few milliseconds each, every other one cancelled while the batch
+    # runs: a cancel lands before its request runs, while it runs, or after it finished. Each
+    # request gets one reply, and the ones never cancelled are never interrupted (no stray
+    # signal reaches them).
+    spin = "n = 0\nfor _ in range(_sb_0):\n    n += 1\nreturn n"
+    assert worker.run(0, spin, 10, hash_="spin")["value"] == 10
+    outcomes: dict[int, str] = {}
+    for batch in range(40):
+        ids = range(batch * 10 + 1, batch * 10 + 11)
+        for rid in ids:
+            worker.send({"t": "run", "id": rid, "hash": "spin", "args": [(rid % 5) * 20000]})
+        for rid in ids[::2]:
+            worker.cancel(rid)
+            time.sleep(0.0005 * (rid % 3))
+        while len(outcomes) < ids[-1]:
+            reply = worker.recv()
+            assert reply["id"] not in outcomes
+            outcomes[reply["id"]] = "ok" if reply["t"] == "ok" else reply["kind"]
+    assert all(outcomes[rid] == "ok" for rid in range(2, 401, 2))
+    assert {outcomes[rid] for rid in range(1, 401, 2)} <= {"ok", "interrupted"}
+    assert "interrupted" in {outcomes[rid] for rid in range(1, 401, 2)}
+    assert worker.run(401, "return 'alive'")["value"] == "alive"
+
+
 def test_a_late_cancel_does_not_hit_the_next_request(worker: WorkerProcess):
     assert worker.run(1, "return 1")["value"] == 1
     worker.cancel(1)

@@ -14,7 +14,7 @@ import snakebridge
 from . import PROTOCOL_VERSION, codec, lazy, shm
 from .protocol import FrameError, FrameReader, FrameWriter
 from .registry import HandleNotFound, Registry
-from .runner import Runner, describe
+from .runner import Runner, describe, drop_filename
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Worker:
         self.writer = writer
         self.registry = Registry()
         self.runner = Runner()
-        self.lock = _thread.RLock()  # re-entrant: the SIGINT handler runs on the main thread
+        # Shared with the control thread, without a lock (see `cancel`).
         self.running: int | None = None
         self.cancel_target: int | None = None
         self.cancelled: set[int] = set()
@@ -203,70 +203,62 @@ class Worker:
                 os._exit(2)
 
     def cancel(self, rid: Any) -> None:
-        with self.lock:
-            if rid == self.running:
-                self.cancel_target = rid
-                _signal.pthread_kill(self.main_ident, _signal.SIGINT)
-            else:
-                self.cancelled.add(rid)
+        # Recorded before the running request is looked at; `request` publishes the running id
+        # before it looks for a cancel. Whichever thread comes second sees the other's step (the
+        # GIL orders them), so a cancel is never missed, and no lock is taken per request.
+        self.cancelled.add(rid)
+        if rid == self.running:
+            self.cancel_target = rid
+            _signal.pthread_kill(self.main_ident, _signal.SIGINT)
 
     def on_sigint(self, signum: int, frame: Any) -> None:
-        with self.lock:
-            hit = self.cancel_target is not None and self.cancel_target == self.running
-        if hit:
+        # A signal for a request that has finished finds another id running, or none: ignored.
+        if self.cancel_target is not None and self.cancel_target == self.running:
             raise KeyboardInterrupt
 
     def handle(self, msg: dict[str, Any]) -> None:
         t = msg.get("t")
-        if t == "release":
+        rid = msg.get("id")
+        if (t == "run" or t == "call" or t == "pull") and isinstance(rid, int):
+            self.request(msg, rid)
+        elif t == "release":
             self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
-            return
-        if t == "close":
+        elif t == "close":
             self.close_stream(msg.get("stream"))
-            return
-        if t == "free":
+        elif t == "free":
             if self.outbox is not None:
                 self.outbox.free(msg.get("fds", ()))
-            return
-        rid = msg.get("id")
-        if t not in ("run", "call", "pull") or not isinstance(rid, int):
+        else:
             self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
-            return
-        with self.lock:
-            if rid in self.cancelled:
-                self.cancelled.discard(rid)
-                skip = True
-            else:
-                self.running = rid
-                skip = False
+
+    def request(self, msg: dict[str, Any], rid: int) -> None:
         lent: shm.Lent | None = msg.pop("lent", None)
-        if skip:
-            msg.clear()  # its arguments: nothing kept them
-            self.reply({"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}, lent)
-            return
         reply: dict[str, Any] | None = None
         try:
+            self.running = rid  # published before the cancels are looked at (see `cancel`)
             try:
-                reply = self.execute(msg, rid)
+                if rid in self.cancelled:
+                    msg.clear()  # its arguments: nothing kept them
+                    reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}
+                else:
+                    reply = self.execute(msg, rid)
             finally:
-                self.idle()
+                self.running = None
         except KeyboardInterrupt:
             # The interrupt may land after the drop finished, while clearing: its result stands.
-            self.idle()
+            self.running = None
             if reply is None:
                 reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
+        if self.cancelled:
+            self.cancelled.discard(rid)
         self.reply(reply, lent)
 
-    def idle(self) -> None:
-        with self.lock:
-            self.running = None
-            self.cancel_target = None
-
     def execute(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
-        if msg["t"] == "pull":
+        t = msg["t"]
+        if t == "pull":
             return self.pull(msg, rid)
         mode = msg.get("mode")
-        filename: str | None = None
+        hash_: str | None = None  # a run's, once checked: its code's file name in tracebacks
         try:
             # Taken out of the message: once the drop is done, only what it kept holds them.
             args = msg.pop("args", None)
@@ -276,12 +268,11 @@ class Worker:
             if msg.get("refs"):
                 args = resolve_refs(args, self.registry)
                 kwargs = resolve_refs(kwargs, self.registry)
-            if msg["t"] == "run":
-                hash_ = msg.get("hash")
-                code = msg.get("code")
-                if not isinstance(hash_, str) or not (code is None or isinstance(code, str)):
+            if t == "run":
+                given, code = msg.get("hash"), msg.get("code")
+                if not isinstance(given, str) or not (code is None or isinstance(code, str)):
                     return {"t": "err", "id": rid, "kind": "protocol", "message": "run needs a hash and code"}
-                filename = f"<drop {hash_}>"
+                hash_ = given
                 compiled = self.runner.compiled(hash_, code, len(args))
                 if compiled is None:
                     return {"t": "err", "id": rid, "kind": "need_code", "message": f"code {hash_} is not cached"}
@@ -296,10 +287,11 @@ class Worker:
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # noqa: BLE001 - every failure of user code becomes a reply
-            return {"t": "err", "id": rid, **describe(e, filename)}
+            return {"t": "err", "id": rid, **describe(e, None if hash_ is None else drop_filename(hash_))}
         if mode == "handle":
             return {"t": "ok", "id": rid, "value": self.registry.put(result)}
         if mode == "stream":
+            filename = None if hash_ is None else drop_filename(hash_)
             try:
                 self.streams[rid] = (self.runner.iterate(result), filename)
             except TypeError as e:

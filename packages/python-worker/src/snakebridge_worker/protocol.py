@@ -103,13 +103,17 @@ class FrameWriter:
 
     def write(self, body: bytes) -> None:
         """One frame."""
-        data = frame(body)
-        with self._lock:
+        data = _LEN.pack(len(body)) + body
+        # acquire/release rather than `with`: half the cost, on every reply.
+        self._lock.acquire()
+        try:
             written = os.write(self._fd, data)
             if written < len(data):
                 rest = memoryview(data)[written:]
                 while rest:
                     rest = rest[os.write(self._fd, rest) :]
+        finally:
+            self._lock.release()
 
     def write_parts(self, parts: list) -> None:
         """One frame whose body is `parts` in order, written without joining them (writev)."""

@@ -78,6 +78,11 @@ def dedent(text: str) -> str:
     return "\n".join(line[cut:] if line.strip(" \t") else "" for line in lines)
 
 
+def drop_filename(hash_: str) -> str:
+    """The file name of a drop's code in tracebacks, which Node maps back to the template's lines."""
+    return f"<drop {hash_}>"
+
+
 def slot(i: int) -> str:
     return f"_sb_{i}"
 
@@ -152,15 +157,15 @@ class CodeCache:
 
     def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
-        self._items: dict[str, Compiled] = {}
+        self._items: dict[tuple[str, int], Compiled] = {}
 
-    def get(self, key: str) -> Compiled | None:
+    def get(self, key: tuple[str, int]) -> Compiled | None:
         item = self._items.pop(key, None)
         if item is not None:
             self._items[key] = item
         return item
 
-    def put(self, key: str, value: Compiled) -> None:
+    def put(self, key: tuple[str, int], value: Compiled) -> None:
         self._items.pop(key, None)
         self._items[key] = value
         while len(self._items) > self.capacity:
@@ -179,10 +184,11 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def compiled(self, hash_: str, code: str | None, nargs: int) -> Compiled | None:
-        found = self.cache.get(f"{hash_}/{nargs}")
+        key = (hash_, nargs)
+        found = self.cache.get(key)
         if found is None and code is not None:
-            found = compile_drop(code, nargs, f"<drop {hash_}>")
-            self.cache.put(f"{hash_}/{nargs}", found)
+            found = compile_drop(code, nargs, drop_filename(hash_))
+            self.cache.put(key, found)
         return found
 
     def run(self, compiled: Compiled, args: list[Any]) -> Any:
