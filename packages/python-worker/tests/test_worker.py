@@ -268,8 +268,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads CPU time from /proc")
-def test_a_worker_with_nothing_to_do_sleeps_rather_than_polls(worker: WorkerProcess):
-    for rid in range(1, 50):  # requests close together: the worker polls between them
+@pytest.mark.parametrize("spin", ["0", "5000"])
+def test_a_worker_with_nothing_to_do_sleeps_rather_than_polls(worker_factory, spin):
+    worker = worker_factory({"SNAKEBRIDGE_WORKER_SPIN_US": spin})
+    for rid in range(1, 50):  # requests close together: a worker allowed to poll polls between them
         assert worker.run(rid, "return 1")["value"] == 1
     before = _cpu_seconds(worker.proc.pid)
     time.sleep(0.5)

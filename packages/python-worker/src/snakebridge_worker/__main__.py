@@ -100,11 +100,11 @@ class Patience:
 
 
 def spin_limit() -> float:
-    """SNAKEBRIDGE_WORKER_SPIN_US: the longest a worker polls for its next request (default 50
-    microseconds, 0 never). Longer catches a slow caller awake, but a worker that keeps polling
-    stays runnable: on a loaded machine another thread can take its core and a request then waits
-    out a time slice."""
-    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "50")) / 1e6
+    """SNAKEBRIDGE_WORKER_SPIN_US: the longest a worker polls for its next request (default 0,
+    never: it sleeps in its read). Polling catches a caller that comes back within the bound
+    awake, but costs a core, and a worker that keeps polling stays runnable: on a loaded
+    machine another thread can take its core and a request then waits out a time slice."""
+    return float(os.environ.get("SNAKEBRIDGE_WORKER_SPIN_US", "0")) / 1e6
 
 
 class Worker:
