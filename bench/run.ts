@@ -483,7 +483,7 @@ const lines = [
   row("trivial drop, sequential", "calls/s", get("sb.drop.rate")),
   row("trivial drop, Node's CPU per drop", "µs", get("sb.drop.nodeCpu")),
   row("trivial drop, Node's garbage collection pauses per drop", "µs", get("sb.drop.nodeGc")),
-  row("trivial drop, the worker's CPU per drop (with its poll for the next request)", "µs", get("sb.drop.pythonCpu")),
+  row("trivial drop, the worker's CPU per drop", "µs", get("sb.drop.pythonCpu")),
   row('`Python.call("operator.add", [x, 1])`, p50', "µs", get("sb.call.p50")),
   row("`Python.call`, p99", "µs", get("sb.call.p99")),
   row("`Python.call`, sequential", "calls/s", get("sb.call.rate")),
