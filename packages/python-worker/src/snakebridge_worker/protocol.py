@@ -28,8 +28,9 @@ class FrameReader:
         self._big_min = big
         self._big: bytearray | None = None
         self._got = 0
-        self._chunk = bytearray(chunk)
-        self._view = memoryview(self._chunk)
+        chunk_buffer = bytearray(chunk)
+        self._view = memoryview(chunk_buffer)
+        self._into = [chunk_buffer]
 
     def read(self, fd: int) -> list[bytes | bytearray] | None:
         """One read of `fd`: the frames it completes, in order, or None at the end of the channel.
@@ -38,8 +39,16 @@ class FrameReader:
         if big is not None:
             n = os.readv(fd, [memoryview(big)[self._got :]])
             return None if n == 0 else self._filled(n)
-        n = os.readv(fd, [self._chunk])
-        return None if n == 0 else self.feed(self._view[:n])
+        n = os.readv(fd, self._into)
+        if n == 0:
+            return None
+        view = self._view
+        if not self._buf and n > 4:
+            # The common read: one whole small request and nothing pending.
+            (length,) = _LEN.unpack_from(view)
+            if n == 4 + length and length < self._big_min and length <= self._max:
+                return [bytes(view[4:n])]
+        return self.feed(view[:n])
 
     def _filled(self, n: int) -> list[bytes | bytearray]:
         """`n` bytes were read into the big frame's buffer."""
@@ -52,11 +61,6 @@ class FrameReader:
 
     def feed(self, chunk: bytes | memoryview) -> list[bytes | bytearray]:
         """The frames `chunk` completes, in order (copied out of it: its memory may be reused)."""
-        if not self._buf and len(chunk) > 4:
-            # The common read: one whole small request and nothing pending.
-            (length,) = _LEN.unpack_from(chunk)
-            if len(chunk) == 4 + length and length < self._big_min and length <= self._max:
-                return [bytes(chunk[4:])]
         frames: list[bytes | bytearray] = []
         buf = self._buf
         buf += chunk
