@@ -5,7 +5,11 @@ import tracemalloc
 
 import pytest
 
-from snakebridge_worker.protocol import FrameError, FrameReader, frame
+from snakebridge_worker.protocol import FrameError, FrameReader
+
+
+def frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
 
 
 def test_frames_split_across_reads_are_reassembled():

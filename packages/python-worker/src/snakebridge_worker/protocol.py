@@ -90,10 +90,6 @@ class FrameReader:
         return frames
 
 
-def frame(body: bytes) -> bytes:
-    return _LEN.pack(len(body)) + body
-
-
 # At most this many buffers per writev (the system's IOV_MAX is at least 1024 on Linux).
 _IOV_MAX = 1024
 
