@@ -219,19 +219,9 @@ class Worker:
     def handle(self, msg: dict[str, Any]) -> None:
         t = msg.get("t")
         rid = msg.get("id")
-        if (t == "run" or t == "call" or t == "pull") and isinstance(rid, int):
-            self.request(msg, rid)
-        elif t == "release":
-            self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
-        elif t == "close":
-            self.close_stream(msg.get("stream"))
-        elif t == "free":
-            if self.outbox is not None:
-                self.outbox.free(msg.get("fds", ()))
-        else:
-            self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
-
-    def request(self, msg: dict[str, Any], rid: int) -> None:
+        if not ((t == "run" or t == "call" or t == "pull") and isinstance(rid, int)):
+            self.handle_other(msg, t, rid)
+            return
         lent: shm.Lent | None = msg.pop("lent", None)
         reply: dict[str, Any] | None = None
         try:
@@ -252,6 +242,18 @@ class Worker:
         if self.cancelled:
             self.cancelled.discard(rid)
         self.reply(reply, lent)
+
+    def handle_other(self, msg: dict[str, Any], t: Any, rid: Any) -> None:
+        """A message with no reply, or one that is not a request."""
+        if t == "release":
+            self.registry.release(i for i in msg.get("ids", ()) if isinstance(i, int))
+        elif t == "close":
+            self.close_stream(msg.get("stream"))
+        elif t == "free":
+            if self.outbox is not None:
+                self.outbox.free(msg.get("fds", ()))
+        else:
+            self.reply({"t": "err", "id": rid if isinstance(rid, int) else -1, "kind": "protocol", "message": f"unknown message {t!r}"})
 
     def execute(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         t = msg["t"]

@@ -103,22 +103,24 @@ class FrameWriter:
 
     def write(self, body: bytes) -> None:
         """One frame."""
-        data = _LEN.pack(len(body)) + body
-        # acquire/release rather than `with`: half the cost, on every reply.
-        self._lock.acquire()
-        try:
-            written = os.write(self._fd, data)
-            if written < len(data):
-                rest = memoryview(data)[written:]
-                while rest:
-                    rest = rest[os.write(self._fd, rest) :]
-        finally:
-            self._lock.release()
+        self.write_parts([body])
 
     def write_parts(self, parts: list) -> None:
         """One frame whose body is `parts` in order, written without joining them (writev)."""
         if len(parts) == 1 and len(parts[0]) < (1 << 16):
-            return self.write(parts[0])
+            # A small frame, a reply's usual shape: one write. The lock is taken with
+            # acquire/release rather than `with`: half the cost, on every reply.
+            data = _LEN.pack(len(parts[0])) + parts[0]
+            self._lock.acquire()
+            try:
+                written = os.write(self._fd, data)
+                if written < len(data):
+                    rest = memoryview(data)[written:]
+                    while rest:
+                        rest = rest[os.write(self._fd, rest) :]
+            finally:
+                self._lock.release()
+            return
         views = [memoryview(p).cast("B") for p in parts]
         views.insert(0, memoryview(_LEN.pack(sum(v.nbytes for v in views))))
         with self._lock:
