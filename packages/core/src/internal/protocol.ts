@@ -233,8 +233,8 @@ const finishParts = (e: Encoder, parts: Array<Uint8Array>): Frame => {
   return parts
 }
 
-const entries = (base: number, ...values: Array<Encoded>): number =>
-  base + values.reduce((n, v) => n + (hasParts(v) ? 1 : 0), 0)
+const entries = (base: number, ...values: Array<Encoded | undefined>): number =>
+  base + values.reduce((n, v) => n + (v !== undefined && hasParts(v) ? 1 : 0), 0)
 
 export const encodeRun = (req: RunRequest): Frame => {
   const e = startFrame(64 + (hasParts(req.args) ? 0 : req.args.length) + (req.code === null ? 0 : req.code.length * 3))
@@ -266,7 +266,7 @@ export const encodeCall = (req: CallRequest): Frame => {
   const e = startFrame(64 + req.target.length * 3 + inline(req.args) + inline(kwargs))
   const parts: Array<Uint8Array> = []
   const keys = 4 + (kwargs === undefined ? 0 : 1) + (req.mode === "value" ? 0 : 1)
-  e.mapHeader(kwargs === undefined ? entries(keys, req.args) : entries(keys, req.args, kwargs))
+  e.mapHeader(entries(keys, req.args, kwargs))
   e.str("t")
   e.str("call")
   e.str("id")

@@ -203,7 +203,7 @@ class Worker:
                 os._exit(2)
 
     def cancel(self, rid: Any) -> None:
-        # Recorded before the running request is looked at; `request` publishes the running id
+        # Recorded before the running request is looked at; `handle` publishes the running id
         # before it looks for a cancel. Whichever thread comes second sees the other's step (the
         # GIL orders them), so a cancel is never missed, and no lock is taken per request.
         self.cancelled.add(rid)
