@@ -13,9 +13,11 @@
  * trivial drop's p50).
  * Every figure is the median over the repetitions, with its spread (min–max). The
  * repetitions interleave the floor and snakebridge, so a drift in the machine's load
- * touches both. The table is printed and written to bench/results/latest.md.
+ * touches both. The latencies are then measured again with the placement fixed (Node and
+ * Python on two CPUs, then on one: see placement.ts), the peers' too. The table is printed and
+ * written to bench/results/latest.md.
  */
-import { Drop, py, type Python } from "@snakebridge/core"
+import { Drop, py, Python } from "@snakebridge/core"
 import { Effect, Schema } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -29,6 +31,7 @@ import * as effectFloor from "./effectFloor.js"
 import * as floor from "./floor.js"
 import * as loops from "./loops.js"
 import * as peers from "./peers/peers.js"
+import * as placement from "./placement.js"
 import * as sb from "./snakebridge.js"
 import { figure, type Figure, type LatencyRep, nowUs, PAGE_BYTES, resolvePython, rssMB, touchBytes } from "./stats.js"
 
@@ -151,23 +154,39 @@ const checkCount = (label: string, got: number, wanted: number) => {
   if (got < wanted) note(`${label}: the time budget stopped the loop after ${got} of ${wanted}`)
 }
 
+/** A sequential loop's p50, p99, rate and CPU, under `name`; a note if its budget cut it short. */
+const recordLatency = (name: string, rep: LatencyRep, label: string, wanted: number) => {
+  record(`${name}.p50`, rep.p50)
+  record(`${name}.p99`, rep.p99)
+  record(`${name}.rate`, rep.perSecond)
+  recordCpu(name, rep)
+  checkCount(label, rep.count, wanted)
+}
+
+type Run = <A, E>(label: string, effect: Effect.Effect<A, E, Python.Python>) => Promise<A>
+
+/** The trivial drop and the trivial call on a runtime of one worker, each after a warm-up of its own, under `prefix`; `where` ends their notes. */
+const sequentialDropAndCall = async (run: Run, prefix: string, where = "") => {
+  // Each loop right after a warm-up of its own: V8 re-optimises the drop path after other work
+  // (another loop, the arrays of the repetition before), and a loop measured during that measures it.
+  await run("warm-up", sb.sequentialDrop(config.warmup, BUDGET_MS))
+  recordLatency(`${prefix}.drop`, await run("drop", sb.sequentialDrop(config.sbSeq, BUDGET_MS)), `trivial drop${where}`, config.sbSeq)
+  await run("warm-up", sb.sequentialCall(config.warmup, BUDGET_MS))
+  recordLatency(`${prefix}.call`, await run("call", sb.sequentialCall(config.sbSeq, BUDGET_MS)), `Python.call${where}`, config.sbSeq)
+}
+
+/** The floor's tiny round trip and its exec+JSON variant, each after a warm-up, under `prefix`; `where` ends their notes. */
+const floorSequentials = async (peer: floor.FloorPeer, prefix: string, where = "") => {
+  await floor.sequential(peer, config.warmup * 2, BUDGET_MS)
+  recordLatency(`${prefix}.seq`, await floor.sequential(peer, config.floorSeq, BUDGET_MS), `floor sequential${where}`, config.floorSeq)
+  await floor.sequentialExecJson(peer, config.warmup, BUDGET_MS)
+  recordLatency(`${prefix}.exec`, await floor.sequentialExecJson(peer, config.floorSeq, BUDGET_MS), `floor exec+JSON${where}`, config.floorSeq)
+}
+
 const floorRep = async () => {
   const peer = new floor.FloorPeer(python)
   try {
-    await floor.sequential(peer, config.warmup * 2, BUDGET_MS)
-    const seq = await floor.sequential(peer, config.floorSeq, BUDGET_MS)
-    record("floor.seq.p50", seq.p50)
-    record("floor.seq.p99", seq.p99)
-    record("floor.seq.rate", seq.perSecond)
-    recordCpu("floor.seq", seq)
-    checkCount("floor sequential", seq.count, config.floorSeq)
-    await floor.sequentialExecJson(peer, config.warmup, BUDGET_MS)
-    const exec = await floor.sequentialExecJson(peer, config.floorSeq, BUDGET_MS)
-    record("floor.exec.p50", exec.p50)
-    record("floor.exec.p99", exec.p99)
-    record("floor.exec.rate", exec.perSecond)
-    recordCpu("floor.exec", exec)
-    checkCount("floor exec+JSON", exec.count, config.floorSeq)
+    await floorSequentials(peer, "floor")
     await floor.pipelined(peer, config.warmup * 10, 64, TIMEOUT_MS)
     record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
     // The same round trips through Effect: what an Effect program pays before any library.
@@ -176,11 +195,7 @@ const floorRep = async () => {
       floor.withTimeout(Effect.runPromise(effect), TIMEOUT_MS, label)
     await runEffect("Effect floor warm-up", effectFloor.sequential(peer, roundTrip, config.warmup * 2, BUDGET_MS))
     const viaEffect = await runEffect("Effect floor", effectFloor.sequential(peer, roundTrip, config.floorSeq, BUDGET_MS))
-    record("floor.effect.p50", viaEffect.p50)
-    record("floor.effect.p99", viaEffect.p99)
-    record("floor.effect.rate", viaEffect.perSecond)
-    recordCpu("floor.effect", viaEffect)
-    checkCount("Effect floor", viaEffect.count, config.floorSeq)
+    recordLatency("floor.effect", viaEffect, "Effect floor", config.floorSeq)
     await runEffect("Effect floor warm-up", loops.pipelined(roundTrip, config.warmup * 10, 64))
     record("floor.effectPipelined", await runEffect("Effect floor pipelined", loops.pipelined(roundTrip, config.floorPipelined, 64)))
     record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
@@ -228,30 +243,10 @@ const sbRep = async () => {
   // One worker, one request at a time: sequential latency, handles.
   const one = sb.runtime({ python })
   try {
-    const run = <A, E>(label: string, effect: Effect.Effect<A, E, Python.Python>) =>
-      sb.run(one, effect, TIMEOUT_MS, label)
-    // Each loop right after a warm-up of its own: V8 re-optimises the drop path after other work
-    // (another loop, the arrays of the repetition before), and a loop measured during that measures it.
-    await run("warm-up", sb.sequentialDrop(config.warmup, BUDGET_MS))
-    const drop = await run("drop", sb.sequentialDrop(config.sbSeq, BUDGET_MS))
-    record("sb.drop.p50", drop.p50)
-    record("sb.drop.p99", drop.p99)
-    record("sb.drop.rate", drop.perSecond)
-    recordCpu("sb.drop", drop)
-    checkCount("trivial drop", drop.count, config.sbSeq)
-    await run("warm-up", sb.sequentialCall(config.warmup, BUDGET_MS))
-    const call = await run("call", sb.sequentialCall(config.sbSeq, BUDGET_MS))
-    record("sb.call.p50", call.p50)
-    record("sb.call.p99", call.p99)
-    record("sb.call.rate", call.perSecond)
-    recordCpu("sb.call", call)
-    checkCount("Python.call", call.count, config.sbSeq)
+    const run: Run = (label, effect) => sb.run(one, effect, TIMEOUT_MS, label)
+    await sequentialDropAndCall(run, "sb")
     await run("warm-up", sb.sequentialHandleDrop(config.warmup, BUDGET_MS))
-    const handleDrop = await run("handle drop", sb.sequentialHandleDrop(config.sbSeq, BUDGET_MS))
-    record("sb.hdrop.p50", handleDrop.p50)
-    record("sb.hdrop.p99", handleDrop.p99)
-    record("sb.hdrop.rate", handleDrop.perSecond)
-    checkCount("handle drop", handleDrop.count, config.sbSeq)
+    recordLatency("sb.hdrop", await run("handle drop", sb.sequentialHandleDrop(config.sbSeq, BUDGET_MS)), "handle drop", config.sbSeq)
     gc()
     const heapBefore = process.memoryUsage().heapUsed / 1e6
     const cycles = await run("handle cycles", sb.handleCycles(config.handleCycles, BUDGET_MS * 3, gc))
@@ -330,6 +325,35 @@ const sbRep = async () => {
   record("sb.startUpOne", startOne.firstResultMs)
 }
 
+/**
+ * The floor, the trivial drop and the trivial call with the placement fixed: this process (all
+ * its threads) on `at.node`, the echo process and the worker on `at.python`. Samples are named
+ * `<placement>.floor.seq`, `<placement>.sb.drop` and so on.
+ */
+const placedRep = async (at: placement.Placement) => {
+  placement.pin(process.pid, at.node)
+  try {
+    const peer = new floor.FloorPeer(python)
+    try {
+      placement.pin(peer.pid, at.python)
+      await floorSequentials(peer, `${at.key}.floor`, ` (${at.label})`)
+    } finally {
+      await peer.close()
+    }
+    const one = sb.runtime({ python })
+    try {
+      const run: Run = (label, effect) => sb.run(one, effect, TIMEOUT_MS, label)
+      const [worker] = await run("workers", Python.workers)
+      placement.pin(worker!.pid, at.python)
+      await sequentialDropAndCall(run, `${at.key}.sb`, ` (${at.label})`)
+    } finally {
+      await one.dispose()
+    }
+  } finally {
+    placement.pin(process.pid, allCpus!)
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // The run.
 
@@ -343,17 +367,34 @@ for (let rep = 1; rep <= config.reps; rep++) {
   log(`repetition ${rep}/${config.reps}: snakebridge`)
   await sbRep()
 }
+const allCpus = placement.allowedCpus()
+const fixed = placement.placements()
+for (let rep = 1; rep <= config.reps; rep++) {
+  for (const at of fixed.placements) {
+    log(`repetition ${rep}/${config.reps}, ${at.label}: floor and snakebridge`)
+    await placedRep(at)
+  }
+}
 log("peers: install (first run only) and measure")
 const peerFailures = peers.install()
-const peerRun = peers.measureApart({
+const peerOptions: peers.PeerOptions = {
   python,
   reps: quick ? 1 : config.reps,
   calls: config.sbSeq,
   warmup: config.warmup,
   bulkBytes: [floor.MiB, config.bulkBytes],
   timeoutMs: 30_000
-})
+}
+const peerRun = peers.measureApart(peerOptions)
 peerFailures.push(...peerRun.failures)
+// The peers' trivial calls with the placement fixed as snakebridge's were (no bytes: latency only).
+const placedPeers = new Map(
+  fixed.placements.map((at) => [at.key, peers.measureApart({ ...peerOptions, bulkBytes: [], placement: at })] as const)
+)
+for (const [key, result] of placedPeers) {
+  const at = fixed.placements.find((p) => p.key === key)!
+  peerFailures.push(...result.failures.map((f) => ({ ...f, what: `${f.what} (${at.label})` })))
+}
 const elapsedS = (nowUs() - began) / 1e6
 
 // ---------------------------------------------------------------------------------------
@@ -431,6 +472,90 @@ const floorRatios: ReadonlyArray<readonly [string, string, string, string]> = [
   ["pool of 2 pipelined drops/s / floor through `Effect.forEach` msg/s", "sb.pipelined", "floor.effectPipelined", "vs. the Effect floor, higher is better"]
 ]
 
+/** A figure's cell: median, then min – max. */
+const cell = (f: Figure | undefined) => (f === undefined || f.reps === 0 ? "n/a" : `**${fmt(f.median)}** (${fmt(f.min)} – ${fmt(f.max)})`)
+const ratioCell = (f: Figure | undefined) =>
+  f === undefined || f.reps === 0 ? "n/a" : `**${f.median.toFixed(2)}×** (${f.min.toFixed(2)} – ${f.max.toFixed(2)})`
+const placedPeer = (key: string, name: string, fig: string): Figure | undefined => {
+  const found = placedPeers.get(key as placement.Placement["key"])?.rows.find((r) => r.peer === name && r.figure.startsWith(fig))
+  return found === undefined ? undefined : figure(found.values)
+}
+/** A ratio of a snakebridge median to a peer's, with the placement fixed. */
+const placedPeerRatio = (key: string, sbName: string, name: string, fig: string, peerOver: boolean) => {
+  const ours = get(`${key}.${sbName}`)
+  const theirs = placedPeer(key, name, fig)
+  if (ours.reps === 0 || theirs === undefined) return "n/a"
+  return `**${(peerOver ? theirs.median / ours.median : ours.median / theirs.median).toFixed(2)}×**`
+}
+const placedRatios: ReadonlyArray<readonly [string, string, string, string]> = [
+  ["trivial drop p50 / floor p50", "sb.drop.p50", "floor.seq.p50", "latency, lower is better"],
+  ["trivial drop p99 / floor p99", "sb.drop.p99", "floor.seq.p99", "tail latency, lower is better"],
+  ["`Python.call` p50 / floor p50", "sb.call.p50", "floor.seq.p50", "latency, lower is better"],
+  ["`Python.call` p99 / floor p99", "sb.call.p99", "floor.seq.p99", "tail latency, lower is better"],
+  ["trivial drop p50 / floor exec+JSON p50", "sb.drop.p50", "floor.exec.p50", "vs. a floor that also runs code"],
+  ["floor exec+JSON p50 / floor p50", "floor.exec.p50", "floor.seq.p50", "what running code adds to the channel, no library"],
+  ["floor exec+JSON p99 / floor p99", "floor.exec.p99", "floor.seq.p99", "the same, tail"]
+]
+const placedFigures: ReadonlyArray<readonly [string, string, string]> = [
+  ["floor tiny round trip, p50", "µs", "floor.seq.p50"],
+  ["floor tiny round trip, p99", "µs", "floor.seq.p99"],
+  ["floor tiny round trip, sequential", "calls/s", "floor.seq.rate"],
+  ["floor, Node's CPU per round trip", "µs", "floor.seq.nodeCpu"],
+  ["floor, the echo process's CPU per round trip", "µs", "floor.seq.pythonCpu"],
+  ["floor + cached exec and JSON, p50", "µs", "floor.exec.p50"],
+  ["floor + cached exec and JSON, p99", "µs", "floor.exec.p99"],
+  ["trivial drop, p50", "µs", "sb.drop.p50"],
+  ["trivial drop, p99", "µs", "sb.drop.p99"],
+  ["trivial drop, sequential", "calls/s", "sb.drop.rate"],
+  ["trivial drop, Node's CPU per drop", "µs", "sb.drop.nodeCpu"],
+  ["trivial drop, the worker's CPU per drop", "µs", "sb.drop.pythonCpu"],
+  ["`Python.call`, p50", "µs", "sb.call.p50"],
+  ["`Python.call`, p99", "µs", "sb.call.p99"]
+]
+const placedPeerFigures: ReadonlyArray<readonly [string, string, string]> = [
+  ["pythonia", "trivial call `x + 1`, p50", "µs"],
+  ["pythonia", "trivial call, p99", "µs"],
+  ["pythonia", "trivial call, sequential", "calls/s"],
+  ["python-shell (JSON)", "trivial call `x + 1`, p50", "µs"],
+  ["python-shell (JSON)", "trivial call, p99", "µs"],
+  ["python-shell (JSON)", "trivial call, sequential", "calls/s"]
+]
+const [two, one] = [fixed.placements[0], fixed.placements[1]]
+const placedSection =
+  two === undefined || one === undefined
+    ? ["## With the placement fixed", "", `Not measured: ${fixed.reason}.`, ""]
+    : [
+      "## With the placement fixed: Node and Python pinned with `taskset`",
+      "",
+      `The same latencies, every side placed alike: on two CPUs (${two.label}) and on one (${one.label}).`,
+      "On a virtual machine, waking a halted CPU costs tens of µs; processes taking turns on one CPU",
+      "never let it halt. Unpinned (every other table here), the scheduler switches between the two,",
+      "and a figure is whichever mix its loop caught.",
+      "",
+      "| ratio | two CPUs | one CPU | |",
+      "| --- | --- | --- | --- |",
+      ...placedRatios.map(([label, a, b, meaning]) =>
+        `| ${label} | ${ratioCell(ratio(`${two.key}.${a}`, `${two.key}.${b}`))} | ${ratioCell(ratio(`${one.key}.${a}`, `${one.key}.${b}`))} | ${meaning} |`
+      ),
+      ...([
+        ["trivial drop calls/s / pythonia calls/s", "sb.drop.rate", "pythonia", "trivial call, sequential", false, "higher is better"],
+        ["pythonia p99 / trivial drop p99", "sb.drop.p99", "pythonia", "trivial call, p99", true, "higher is better"],
+        ["trivial drop p50 / python-shell p50", "sb.drop.p50", "python-shell (JSON)", "trivial call `x + 1`, p50", false, "lower is better"]
+      ] as const).map(([label, sbName, name, fig, peerOver, meaning]) =>
+        `| ${label} | ${placedPeerRatio(two.key, sbName, name, fig, peerOver)} | ${placedPeerRatio(one.key, sbName, name, fig, peerOver)} | ${meaning} |`
+      ),
+      "",
+      "| figure | unit | two CPUs | one CPU |",
+      "| --- | --- | --- | --- |",
+      ...placedFigures.map(([label, unit, name]) =>
+        `| ${label} | ${unit} | ${cell(get(`${two.key}.${name}`))} | ${cell(get(`${one.key}.${name}`))} |`
+      ),
+      ...placedPeerFigures.map(([name, fig, unit]) =>
+        `| ${name}, ${fig} | ${unit} | ${cell(placedPeer(two.key, name, fig))} | ${cell(placedPeer(one.key, name, fig))} |`
+      ),
+      ""
+    ]
+
 const lines = [
   `# snakebridge benchmark${quick ? " (quick)" : ""}`,
   "",
@@ -446,6 +571,7 @@ const lines = [
   "| --- | --- | --- | --- |",
   ...floorRatios.map(([label, a, b, meaning]) => ratioRow(label, ratio(a, b), meaning)),
   "",
+  ...placedSection,
   "## Floor: raw length-prefixed frames, Node ↔ `floor_echo.py` on fds 3/4",
   "",
   "| figure | unit | median | min – max |",

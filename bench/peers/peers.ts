@@ -16,6 +16,7 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { withTimeout } from "../floor.js"
+import { descendants, pin, type Placement } from "../placement.js"
 import { latencyRep, nowUs } from "../stats.js"
 
 const HERE = fileURLToPath(new URL(".", import.meta.url))
@@ -48,6 +49,11 @@ export interface PeerOptions {
   readonly warmup: number
   readonly bulkBytes: ReadonlyArray<number>
   readonly timeoutMs: number
+  /**
+   * Pins this process to `placement.node` and each peer's processes to `placement.python`; only
+   * the peers whose Python runs in a process of its own are measured then.
+   */
+  readonly placement?: Placement | undefined
 }
 
 const firstLines = (e: unknown): string =>
@@ -174,12 +180,23 @@ const nodeCallsPythonSync = async (): Promise<Peer> => {
   }
 }
 
-const PEERS: ReadonlyArray<{ readonly name: string; readonly bulk: boolean; readonly make: (python: string) => Promise<Peer> }> = [
-  { name: "pythonia", bulk: true, make: pythonia },
-  { name: "python-shell (JSON)", bulk: true, make: pythonShell },
-  { name: "node-calls-python, async call", bulk: true, make: nodeCallsPython },
-  { name: "node-calls-python, sync call (blocks the event loop)", bulk: false, make: nodeCallsPythonSync }
+interface PeerKind {
+  readonly name: string
+  readonly bulk: boolean
+  /** Whether its Python runs in a process of its own (so that it can be placed on another CPU). */
+  readonly subprocess: boolean
+  readonly make: (python: string) => Promise<Peer>
+}
+
+const PEERS: ReadonlyArray<PeerKind> = [
+  { name: "pythonia", bulk: true, subprocess: true, make: pythonia },
+  { name: "python-shell (JSON)", bulk: true, subprocess: true, make: pythonShell },
+  { name: "node-calls-python, async call", bulk: true, subprocess: false, make: nodeCallsPython },
+  { name: "node-calls-python, sync call (blocks the event loop)", bulk: false, subprocess: false, make: nodeCallsPythonSync }
 ]
+
+/** The peers measured with `options`. */
+const peersFor = (options: PeerOptions) => PEERS.filter((p) => options.placement === undefined || p.subprocess)
 
 const MiB = 1024 * 1024
 
@@ -196,7 +213,7 @@ export interface PeerResults {
  */
 export const measureApart = (options: PeerOptions): PeerResults => {
   const results: PeerResults = { rows: [], failures: [] }
-  for (const { name } of PEERS) {
+  for (const { name } of peersFor(options)) {
     const child = spawnSync(
       process.execPath,
       [...process.execArgv, path.join(HERE, "main.ts"), "--json", "--peer", name, "--options", JSON.stringify(options)],
@@ -238,8 +255,10 @@ export const measure = async (
     failures.push({ peer, what, reason: firstLines(e) })
   }
   const step = (doing: string) => progress?.({ rows: [...rows.values()], failures }, doing)
+  const { placement } = options
+  if (placement !== undefined) pin(process.pid, placement.node)
   for (let rep = 0; rep < options.reps; rep++) {
-    for (const { name, bulk, make } of PEERS) {
+    for (const { name, bulk, make } of peersFor(options)) {
       if ((only !== undefined && name !== only) || failed.has(`${name}\u0000start`)) continue
       step(`start, repetition ${rep + 1}`)
       let peer: Peer
@@ -248,6 +267,15 @@ export const measure = async (
       } catch (e) {
         fail(name, "start", e)
         continue
+      }
+      if (placement !== undefined) {
+        for (const pid of descendants(process.pid)) {
+          try {
+            pin(pid, placement.python)
+          } catch {
+            // a process that has left meanwhile (a shell, an earlier peer's)
+          }
+        }
       }
       try {
         try {
