@@ -17,9 +17,9 @@
  * Python on two CPUs, then on one: see placement.ts), the peers' too. The table is printed and
  * written to bench/results/latest.md.
  */
-import { Drop, py, Python } from "@snakebridge/core"
+import { Drop, py } from "@snakebridge/core"
 import { Effect, Schema } from "effect"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
@@ -28,12 +28,14 @@ import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as arrays from "./arrays.js"
 import * as effectFloor from "./effectFloor.js"
+import { dropAndCall, floorSequentials, type LatencyConfig, type Run, Samples } from "./latency.js"
 import * as floor from "./floor.js"
 import * as loops from "./loops.js"
 import * as peers from "./peers/peers.js"
+import type { PlacedOptions, PlacedResults } from "./placed.js"
 import * as placement from "./placement.js"
 import * as sb from "./snakebridge.js"
-import { figure, type Figure, type LatencyRep, nowUs, PAGE_BYTES, resolvePython, rssMB, touchBytes } from "./stats.js"
+import { figure, type Figure, nowUs, PAGE_BYTES, resolvePython, rssMB, touchBytes } from "./stats.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -131,62 +133,18 @@ const pythonVersion = execFileSync(python, ["-c", "import sys; print(sys.version
 // ---------------------------------------------------------------------------------------
 // Samples: name -> one number per repetition.
 
-const samples = new Map<string, Array<number>>()
-const record = (name: string, value: number) => {
-  const list = samples.get(name) ?? []
-  list.push(value)
-  samples.set(name, list)
-}
-const notes: Array<string> = []
-const note = (text: string) => {
-  if (!notes.includes(text)) notes.push(text)
-}
+const samples = new Samples()
+const record = (name: string, value: number) => samples.record(name, value)
+const note = (text: string) => samples.note(text)
 const log = (text: string) => process.stderr.write(`bench: ${text}\n`)
 
-/** The CPU per operation of a sequential loop, where it was measured. */
-const recordCpu = (name: string, rep: LatencyRep) => {
-  if (rep.nodeCpuUs !== undefined) record(`${name}.nodeCpu`, rep.nodeCpuUs)
-  if (rep.pythonCpuUs !== undefined && Number.isFinite(rep.pythonCpuUs)) record(`${name}.pythonCpu`, rep.pythonCpuUs)
-  if (rep.nodeGcUs !== undefined) record(`${name}.nodeGc`, rep.nodeGcUs)
-}
-
-const checkCount = (label: string, got: number, wanted: number) => {
-  if (got < wanted) note(`${label}: the time budget stopped the loop after ${got} of ${wanted}`)
-}
-
-/** A sequential loop's p50, p99, rate and CPU, under `name`; a note if its budget cut it short. */
-const recordLatency = (name: string, rep: LatencyRep, label: string, wanted: number) => {
-  record(`${name}.p50`, rep.p50)
-  record(`${name}.p99`, rep.p99)
-  record(`${name}.rate`, rep.perSecond)
-  recordCpu(name, rep)
-  checkCount(label, rep.count, wanted)
-}
-
-type Run = <A, E>(label: string, effect: Effect.Effect<A, E, Python.Python>) => Promise<A>
-
-/** The trivial drop and the trivial call on a runtime of one worker, each after a warm-up of its own, under `prefix`; `where` ends their notes. */
-const sequentialDropAndCall = async (run: Run, prefix: string, where = "") => {
-  // Each loop right after a warm-up of its own: V8 re-optimises the drop path after other work
-  // (another loop, the arrays of the repetition before), and a loop measured during that measures it.
-  await run("warm-up", sb.sequentialDrop(config.warmup, BUDGET_MS))
-  recordLatency(`${prefix}.drop`, await run("drop", sb.sequentialDrop(config.sbSeq, BUDGET_MS)), `trivial drop${where}`, config.sbSeq)
-  await run("warm-up", sb.sequentialCall(config.warmup, BUDGET_MS))
-  recordLatency(`${prefix}.call`, await run("call", sb.sequentialCall(config.sbSeq, BUDGET_MS)), `Python.call${where}`, config.sbSeq)
-}
-
-/** The floor's tiny round trip and its exec+JSON variant, each after a warm-up, under `prefix`; `where` ends their notes. */
-const floorSequentials = async (peer: floor.FloorPeer, prefix: string, where = "") => {
-  await floor.sequential(peer, config.warmup * 2, BUDGET_MS)
-  recordLatency(`${prefix}.seq`, await floor.sequential(peer, config.floorSeq, BUDGET_MS), `floor sequential${where}`, config.floorSeq)
-  await floor.sequentialExecJson(peer, config.warmup, BUDGET_MS)
-  recordLatency(`${prefix}.exec`, await floor.sequentialExecJson(peer, config.floorSeq, BUDGET_MS), `floor exec+JSON${where}`, config.floorSeq)
-}
+/** What the sequential loops take from this run's configuration. */
+const latencyConfig: LatencyConfig = { ...config, budgetMs: BUDGET_MS }
 
 const floorRep = async () => {
   const peer = new floor.FloorPeer(python)
   try {
-    await floorSequentials(peer, "floor")
+    await floorSequentials(samples, latencyConfig, peer, "floor")
     await floor.pipelined(peer, config.warmup * 10, 64, TIMEOUT_MS)
     record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
     // The same round trips through Effect: what an Effect program pays before any library.
@@ -195,13 +153,13 @@ const floorRep = async () => {
       floor.withTimeout(Effect.runPromise(effect), TIMEOUT_MS, label)
     await runEffect("Effect floor warm-up", effectFloor.sequential(peer, roundTrip, config.warmup * 2, BUDGET_MS))
     const viaEffect = await runEffect("Effect floor", effectFloor.sequential(peer, roundTrip, config.floorSeq, BUDGET_MS))
-    recordLatency("floor.effect", viaEffect, "Effect floor", config.floorSeq)
+    samples.latency("floor.effect", viaEffect, "Effect floor", config.floorSeq)
     await runEffect("Effect floor warm-up", loops.pipelined(roundTrip, config.warmup * 10, 64))
     record("floor.effectPipelined", await runEffect("Effect floor pipelined", loops.pipelined(roundTrip, config.floorPipelined, 64)))
     record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     record("floor.bulkOut", await floor.bulkFromPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     // The floor's round trip of the same bytes: there and back, one after the other.
-    const [bulkIn, bulkOut] = [samples.get("floor.bulkIn")!.at(-1)!, samples.get("floor.bulkOut")!.at(-1)!]
+    const [bulkIn, bulkOut] = [samples.values.get("floor.bulkIn")!.at(-1)!, samples.values.get("floor.bulkOut")!.at(-1)!]
     record("floor.bulkRoundTrip", 1 / (1 / bulkIn + 1 / bulkOut))
   } finally {
     await peer.close()
@@ -244,14 +202,14 @@ const sbRep = async () => {
   const one = sb.runtime({ python })
   try {
     const run: Run = (label, effect) => sb.run(one, effect, TIMEOUT_MS, label)
-    await sequentialDropAndCall(run, "sb")
+    await dropAndCall(samples, latencyConfig, run, "sb")
     await run("warm-up", sb.sequentialHandleDrop(config.warmup, BUDGET_MS))
-    recordLatency("sb.hdrop", await run("handle drop", sb.sequentialHandleDrop(config.sbSeq, BUDGET_MS)), "handle drop", config.sbSeq)
+    samples.latency("sb.hdrop", await run("handle drop", sb.sequentialHandleDrop(config.sbSeq, BUDGET_MS)), "handle drop", config.sbSeq)
     gc()
     const heapBefore = process.memoryUsage().heapUsed / 1e6
     const cycles = await run("handle cycles", sb.handleCycles(config.handleCycles, BUDGET_MS * 3, gc))
     gc()
-    checkCount("handle cycles", cycles.cycles, config.handleCycles)
+    samples.checkCount("handle cycles", cycles.cycles, config.handleCycles)
     record("sb.cycles.ms", cycles.millis)
     record("sb.cycles.rate", cycles.perSecond)
     record("sb.cycles.live", cycles.liveHandles)
@@ -325,33 +283,19 @@ const sbRep = async () => {
   record("sb.startUpOne", startOne.firstResultMs)
 }
 
-/**
- * The floor, the trivial drop and the trivial call with the placement fixed: this process (all
- * its threads) on `at.node`, the echo process and the worker on `at.python`. Samples are named
- * `<placement>.floor.seq`, `<placement>.sb.drop` and so on.
- */
-const placedRep = async (at: placement.Placement) => {
-  placement.pin(process.pid, at.node)
-  try {
-    const peer = new floor.FloorPeer(python)
-    try {
-      placement.pin(peer.pid, at.python)
-      await floorSequentials(peer, `${at.key}.floor`, ` (${at.label})`)
-    } finally {
-      await peer.close()
-    }
-    const one = sb.runtime({ python })
-    try {
-      const run: Run = (label, effect) => sb.run(one, effect, TIMEOUT_MS, label)
-      const [worker] = await run("workers", Python.workers)
-      placement.pin(worker!.pid, at.python)
-      await sequentialDropAndCall(run, `${at.key}.sb`, ` (${at.label})`)
-    } finally {
-      await one.dispose()
-    }
-  } finally {
-    placement.pin(process.pid, allCpus!)
+/** Runs placed.ts in a process of its own and returns what it measured (a failure ends the bench with its reason). */
+const runPlaced = (options: PlacedOptions): PlacedResults => {
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, fileURLToPath(new URL("./placed.ts", import.meta.url)), "--options", JSON.stringify(options)],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: TIMEOUT_MS * 4 * options.reps, maxBuffer: 16 * floor.MiB }
+  )
+  const line = (child.stdout ?? "").split("\n").find((l) => l.startsWith("{"))
+  if (child.status !== 0 || line === undefined) {
+    const how = child.signal !== null ? `died of ${child.signal}` : `exited with ${child.status}`
+    throw new Error(`the placed latencies' process ${how}${child.error === undefined ? "" : `: ${child.error.message}`}`)
   }
+  return JSON.parse(line) as PlacedResults
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,13 +311,19 @@ for (let rep = 1; rep <= config.reps; rep++) {
   log(`repetition ${rep}/${config.reps}: snakebridge`)
   await sbRep()
 }
-const allCpus = placement.allowedCpus()
+// The latencies again with the placement fixed, in a process of their own as each peer is.
 const fixed = placement.placements()
-for (let rep = 1; rep <= config.reps; rep++) {
-  for (const at of fixed.placements) {
-    log(`repetition ${rep}/${config.reps}, ${at.label}: floor and snakebridge`)
-    await placedRep(at)
-  }
+if (fixed.placements.length > 0) {
+  log("the latencies with the placement fixed")
+  const placed = runPlaced({
+    ...latencyConfig,
+    python,
+    reps: config.reps,
+    timeoutMs: TIMEOUT_MS,
+    placements: fixed.placements
+  })
+  for (const [name, values] of Object.entries(placed.samples)) for (const value of values) record(name, value)
+  for (const text of placed.notes) note(text)
 }
 log("peers: install (first run only) and measure")
 const peerFailures = peers.install()
@@ -400,16 +350,16 @@ const elapsedS = (nowUs() - began) / 1e6
 // ---------------------------------------------------------------------------------------
 // The table.
 
-const get = (name: string): Figure => figure(samples.get(name) ?? [])
+const get = (name: string): Figure => figure(samples.values.get(name) ?? [])
 const peer = (name: string, fig: string): Figure | undefined => {
   const row = peerRun.rows.find((r) => r.peer === name && r.figure.startsWith(fig))
   return row === undefined ? undefined : figure(row.values)
 }
 // snakebridge's bytes there and back, from the two one-way figures of each repetition.
 for (const suffix of ["", "Repeated"]) {
-  samples.set(
+  samples.values.set(
     `sb.bulkRoundTrip${suffix}`,
-    (samples.get(`sb.bulkIn${suffix}`) ?? []).map((x, i) => 1 / (1 / x + 1 / samples.get(`sb.bulkOut${suffix}`)![i]!))
+    (samples.values.get(`sb.bulkIn${suffix}`) ?? []).map((x, i) => 1 / (1 / x + 1 / samples.values.get(`sb.bulkOut${suffix}`)![i]!))
   )
 }
 /** A ratio of medians (the peers' repetitions are not paired with snakebridge's). */
@@ -419,8 +369,8 @@ const peerRatio = (label: string, a: number | undefined, b: number | undefined, 
     : `| ${label} | **${(a / b).toFixed(2)}×** | | ${meaning} |`
 /** Per-repetition ratio a/b, then its median and spread. */
 const ratio = (a: string, b: string): Figure => {
-  const xs = samples.get(a) ?? []
-  const ys = samples.get(b) ?? []
+  const xs = samples.values.get(a) ?? []
+  const ys = samples.values.get(b) ?? []
   return figure(xs.map((x, i) => x / ys[i]!))
 }
 
@@ -692,7 +642,7 @@ const lines = [
   "- Start-up spawns the `.venv` interpreter as it is (a binary: no probe run first); each worker checks its own version.",
   "- The pool's pipelined figure runs on 2 worker processes, the floor's on 1.",
   `- Node RSS over the whole run: ${rssStart.toFixed(0)} MB at start, ${rssMB().toFixed(0)} MB at the end.`,
-  ...notes.map((n) => `- ${n}`),
+  ...samples.notes.map((n) => `- ${n}`),
   ""
 ]
 const table = lines.join("\n")
