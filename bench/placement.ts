@@ -11,7 +11,7 @@ import { readdirSync, readFileSync } from "node:fs"
 
 export interface Placement {
   /** A short key for sample names. */
-  readonly key: "apart" | "oneCpu"
+  readonly key: "twoCpus" | "oneCpu"
   readonly label: string
   /** CPU lists in `taskset -c` form: Node's process (all its threads), and the Python processes. */
   readonly node: string
@@ -56,7 +56,7 @@ export const placements = (): { readonly placements: ReadonlyArray<Placement>; r
   const [a, b] = [String(cpus[0]), String(cpus[1])]
   return {
     placements: [
-      { key: "apart", label: `Node on CPU ${a}, Python on CPU ${b}`, node: a, python: b },
+      { key: "twoCpus", label: `Node on CPU ${a}, Python on CPU ${b}`, node: a, python: b },
       { key: "oneCpu", label: `Node and Python on CPU ${a}`, node: a, python: a }
     ]
   }
