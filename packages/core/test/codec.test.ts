@@ -138,10 +138,11 @@ describe("Codec: typed arrays", () => {
     const bytes = new Uint8Array(BIG_BYTES)
     const e = new Encoder()
     e.value([1, big, "between", bytes])
-    const { chunks, length } = e.encoded()
-    expect(chunks.some((c) => c.buffer === big.buffer)).toBe(true)
-    expect(chunks.some((c) => c.buffer === bytes.buffer)).toBe(true)
-    expect(chunks.reduce((n, c) => n + c.length, 0)).toBe(length)
+    const { length, parts, whole } = e.encoded()
+    expect(whole).toBeUndefined()
+    expect(parts!.some((c) => c.buffer === big.buffer)).toBe(true)
+    expect(parts!.some((c) => c.buffer === bytes.buffer)).toBe(true)
+    expect(parts!.reduce((n, c) => n + c.length, 0)).toBe(length)
     expect(decode(e.bytes())).toEqual([1, big, "between", bytes])
 
     // The header's length varies with the hash and with the keys sent (code, mode): the

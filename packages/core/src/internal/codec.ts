@@ -136,18 +136,21 @@ const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
 
 /**
- * An encoded value: parts to write in order (one, unless it holds big payloads by reference),
- * and the shared memory segments lent to carry its biggest typed arrays.
+ * An encoded value: in one piece, or, when it holds big payloads by reference, as parts to write
+ * in order; and the shared memory segments lent to carry its biggest typed arrays.
  *
- * A class, not an object literal: V8 tracks where each literal is made, and one made per request
- * can look long-lived when a full collection's marking keeps a burst of requests alive; it is then
- * made in the old generation, where, dead, it holds the young objects it points to through every
- * scavenge (see exit.ts). Its parts stay an array literal: `Array.of` cost 0.55 us more per call,
- * and such an array holds only views of the encoder's buffer and payloads the caller holds anyway.
+ * A class, not an object literal, and no array for the one piece: V8 tracks where each literal is
+ * made, and one made per request can look long-lived when a full collection's marking keeps a
+ * burst of requests alive; it is then made in the old generation, where, dead, it holds the young
+ * objects it points to through every scavenge (see exit.ts). The one-element array this held
+ * for the piece was such a literal: tenured, it promoted every request's view of the encoding.
  */
 export class Encoded {
   constructor(
-    readonly chunks: ReadonlyArray<Uint8Array>,
+    /** The whole encoding, when it holds no big payload by reference (`parts` is undefined then). */
+    readonly whole: Uint8Array | undefined,
+    /** Otherwise its parts: the bytes between the big payloads, and the payloads, in order. */
+    readonly parts: ReadonlyArray<Uint8Array> | undefined,
     readonly length: number,
     readonly segments: ReadonlyArray<Segment>
   ) {}
@@ -222,9 +225,13 @@ export class Encoder {
     this.begin = this.pos
   }
 
-  /** The encoding as parts, for a frame to carry without copying. */
+  /** The encoding, for a frame to carry without copying. */
   encoded(): Encoded {
-    return new Encoded(this.chunks(), this.length, this.segments)
+    if (this.parts.length === 0) return new Encoded(this.buf.subarray(this.begin, this.pos), undefined, this.length, this.segments)
+    const chunks = this.chunks()
+    return chunks.length === 1
+      ? new Encoded(chunks[0], undefined, this.length, this.segments)
+      : new Encoded(undefined, chunks, this.length, this.segments)
   }
 
   /** The bytes written so far as parts to write in order, without joining them. */

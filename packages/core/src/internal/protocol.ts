@@ -195,18 +195,24 @@ export interface CallRequest {
 }
 
 /** Whether an encoding carries big payloads by reference (and typed arrays aligned to its start). */
-const hasParts = (v: Encoded): boolean => v.chunks.length > 1
+const hasParts = (v: Encoded): boolean => v.parts !== undefined
 
 /**
  * Writes `key` and the encoded value. A value with big parts goes by reference, after a pad
  * entry that puts it at a multiple of 8 bytes from the start of the body, so that the typed
  * arrays inside it stay aligned for the worker.
  */
-const field = (e: Encoder, parts: Array<Uint8Array>, padKey: string, key: string, v: Encoded): void => {
-  if (!hasParts(v)) {
+const field = (
+  e: Encoder,
+  parts: Array<Uint8Array> | undefined,
+  padKey: string,
+  key: string,
+  v: Encoded
+): Array<Uint8Array> | undefined => {
+  if (v.parts === undefined) {
     e.str(key)
-    for (const chunk of v.chunks) e.raw(chunk)
-    return
+    e.raw(v.whole!)
+    return parts
   }
   // body offset after: pos - 4 (frame header) + pad entry (1 + padKey, 1 + L) + key (1 + key)
   const fixed = e.pos - 4 + 1 + padKey.length + 1 + 1 + key.length
@@ -214,14 +220,16 @@ const field = (e: Encoder, parts: Array<Uint8Array>, padKey: string, key: string
   e.str(padKey)
   e.str(" ".repeat(L))
   e.str(key)
-  parts.push(e.buf.slice(e.start(), e.pos))
+  const out = parts ?? []
+  out.push(e.buf.slice(e.start(), e.pos))
   e.restart()
-  for (const chunk of v.chunks) parts.push(chunk)
+  for (const chunk of v.parts) out.push(chunk)
+  return out
 }
 
-/** Ends a frame that may hold parts: its length covers every part. */
-const finishParts = (e: Encoder, parts: Array<Uint8Array>): Frame => {
-  if (parts.length === 0) return finishFrame(e)
+/** Ends a frame that may hold parts (made only by a value with big payloads): its length covers every part. */
+const finishParts = (e: Encoder, parts: Array<Uint8Array> | undefined): Frame => {
+  if (parts === undefined) return finishFrame(e)
   if (e.pos > e.start()) parts.push(e.buf.subarray(e.start(), e.pos))
   let length = -4
   for (const part of parts) length += part.length
@@ -233,12 +241,15 @@ const finishParts = (e: Encoder, parts: Array<Uint8Array>): Frame => {
   return parts
 }
 
-const entries = (base: number, ...values: Array<Encoded | undefined>): number =>
-  base + values.reduce((n, v) => n + (v !== undefined && hasParts(v) ? 1 : 0), 0)
+/** The bytes a value adds to the frame's own buffer: all of them, unless it goes by reference. */
+const inline = (v: Encoded | undefined): number => (v === undefined || hasParts(v) ? 0 : v.length)
+
+/** `base` keys, and a pad entry before each value that has big parts. */
+const entries = (base: number, args: Encoded, kwargs?: Encoded): number =>
+  base + (hasParts(args) ? 1 : 0) + (kwargs !== undefined && hasParts(kwargs) ? 1 : 0)
 
 export const encodeRun = (req: RunRequest): Frame => {
-  const e = startFrame(64 + (hasParts(req.args) ? 0 : req.args.length) + (req.code === null ? 0 : req.code.length * 3))
-  const parts: Array<Uint8Array> = []
+  const e = startFrame(64 + inline(req.args) + (req.code === null ? 0 : req.code.length * 3))
   // `code` and `mode` only when they say something (the code sent, a mode other than "value"):
   // two keys fewer took a third off the worker's decoding of a trivial request.
   e.mapHeader(entries(4 + (req.code === null ? 0 : 1) + (req.mode === "value" ? 0 : 1), req.args))
@@ -256,15 +267,12 @@ export const encodeRun = (req: RunRequest): Frame => {
     e.str("mode")
     e.str(req.mode)
   }
-  field(e, parts, "_a", "args", req.args)
-  return finishParts(e, parts)
+  return finishParts(e, field(e, undefined, "_a", "args", req.args))
 }
 
 export const encodeCall = (req: CallRequest): Frame => {
-  const inline = (v: Encoded | undefined) => (v === undefined || hasParts(v) ? 0 : v.length)
   const { kwargs } = req
   const e = startFrame(64 + req.target.length * 3 + inline(req.args) + inline(kwargs))
-  const parts: Array<Uint8Array> = []
   const keys = 4 + (kwargs === undefined ? 0 : 1) + (req.mode === "value" ? 0 : 1)
   e.mapHeader(entries(keys, req.args, kwargs))
   e.str("t")
@@ -277,9 +285,8 @@ export const encodeCall = (req: CallRequest): Frame => {
     e.str("mode")
     e.str(req.mode)
   }
-  field(e, parts, "_a", "args", req.args)
-  if (kwargs !== undefined) field(e, parts, "_k", "kwargs", kwargs)
-  return finishParts(e, parts)
+  const parts = field(e, undefined, "_a", "args", req.args)
+  return finishParts(e, kwargs === undefined ? parts : field(e, parts, "_k", "kwargs", kwargs))
 }
 
 /** `{t, [key]: numbers}`: a message with no reply that names a list of ids. */
