@@ -4,6 +4,7 @@ import { ProtocolError, WorkerLost, WorkerStartupError } from "../PythonError.js
 import type { SharedMemory, WorkerProcess } from "../Worker.js"
 import { DecodeFailure, type SegmentRead, UnreadableSegment } from "./codec.js"
 import * as Exits from "./exit.js"
+import { IdMap } from "./idMap.js"
 import {
   decodeMessage,
   type Frame,
@@ -147,7 +148,7 @@ export const make = (
   options: ConnectionOptions
 ): Effect.Effect<Connection, WorkerStartupError, Scope.Scope> =>
   Effect.gen(function* () {
-    const pending = new Map<number, Waiter>()
+    const pending = new IdMap<Waiter>()
     const death = yield* Deferred.make<ChannelError>()
     const helloDeferred = yield* Deferred.make<Hello, ChannelError>()
     let releases: Array<number> = []
@@ -167,9 +168,9 @@ export const make = (
       Effect.suspend(() => {
         if (!alive) return Effect.void
         alive = false
-        const waiting = Array.from(pending.values())
-        for (const id of Array.from(pending.keys())) untrack(id)
-        for (const waiter of waiting) waiter.done(Exit.fail(error))
+        const waiting = pending.entries()
+        for (const [id] of waiting) untrack(id)
+        for (const [, waiter] of waiting) waiter.done(Exit.fail(error))
         return Deferred.fail(helloDeferred, error).pipe(
           Effect.zipRight(Deferred.succeed(death, error)),
           Effect.zipRight(Effect.logDebug(error.message))
