@@ -2,8 +2,6 @@ import { describe, expect, it } from "@effect/vitest"
 import fc from "fast-check"
 import { IdMap } from "../src/internal/idMap.js"
 
-type Op = { readonly op: "set"; readonly id: number; readonly value: number } | { readonly op: "delete"; readonly id: number }
-
 /** Ids as a connection sees them: mostly rising, some far apart, many sharing a slot (multiples of 16). */
 const id = fc.oneof(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 8 }).map((k) => k * 16), fc.integer({ min: 0, max: 2 ** 31 - 1 }))
 
