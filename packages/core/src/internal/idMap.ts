@@ -37,10 +37,6 @@ export class IdMap<V> {
     return this.ids[i] === id ? this.values[i] : undefined
   }
 
-  has(id: number): boolean {
-    return this.ids[this.slot(id)] === id
-  }
-
   set(id: number, value: V): void {
     // At most half full, so that probes stay short.
     if ((this.size + 1) * 2 > this.ids.length) this.grow()
