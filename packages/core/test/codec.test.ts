@@ -133,6 +133,15 @@ describe("Codec: typed arrays", () => {
     }
   })
 
+  it("a value with no big payload is encoded in one piece, with no array of parts around it", () => {
+    const e = new Encoder()
+    e.value([1, "two", new Float64Array(4)])
+    const { length, parts, whole } = e.encoded()
+    expect(parts).toBeUndefined()
+    expect(whole!.length).toBe(length)
+    expect(decode(whole!)).toEqual([1, "two", new Float64Array(4)])
+  })
+
   it("big payloads are parts of the encoding, not copies, and a request frame carries them aligned", () => {
     const big = new Float64Array(BIG_BYTES / 4)
     const bytes = new Uint8Array(BIG_BYTES)
