@@ -62,8 +62,8 @@ export const placements = (): { readonly placements: ReadonlyArray<Placement>; r
   }
 }
 
-/** Every process descended from `pid` (children, their children, ...), from /proc. */
-export const descendants = (pid: number): Array<number> => {
+/** Every process's children, by parent pid, from /proc. */
+export const childrenByParent = (): Map<number, Array<number>> => {
   const parents = new Map<number, Array<number>>()
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue
@@ -75,6 +75,12 @@ export const descendants = (pid: number): Array<number> => {
       // gone meanwhile
     }
   }
+  return parents
+}
+
+/** Every process descended from `pid` (children, their children, ...). */
+export const descendants = (pid: number): Array<number> => {
+  const parents = childrenByParent()
   const out: Array<number> = []
   const visit = (p: number) => {
     for (const child of parents.get(p) ?? []) {

@@ -20,7 +20,7 @@
 import { Drop, py } from "@snakebridge/core"
 import { Effect, Schema } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
@@ -101,18 +101,13 @@ const gc = runInNewContext("gc") as () => void
 
 /** Processes whose parent is this one and whose command line contains `needle`. */
 const children = (needle: string): Array<number> =>
-  readdirSync("/proc")
-    .filter((d) => /^\d+$/.test(d))
-    .flatMap((pid) => {
-      try {
-        const status = readFileSync(`/proc/${pid}/status`, "utf8")
-        const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1])
-        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ")
-        return ppid === process.pid && cmd.includes(needle) ? [Number(pid)] : []
-      } catch {
-        return []
-      }
-    })
+  (placement.childrenByParent().get(process.pid) ?? []).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").includes(needle)
+    } catch {
+      return false
+    }
+  })
 
 /** Every `python ... snakebridge_worker` on the machine, ours or not. */
 const allWorkers = (): number => {
