@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import tracemalloc
 
 import pytest
 
-from snakebridge_worker.protocol import FrameError, FrameReader
+from snakebridge_worker.protocol import FrameError, FrameReader, FrameWriter
 
 
 def frame(body: bytes) -> bytes:
@@ -83,5 +85,57 @@ def test_a_read_allocates_about_what_it_read():
             assert tracemalloc.get_traced_memory()[1] - before < 4096
     finally:
         tracemalloc.stop()
+        os.close(r)
+        os.close(w)
+
+
+F_SETPIPE_SZ = 1031  # Linux's fcntl, not in Python 3.11's module
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_held_frames_leave_together_in_order_with_the_next_write_or_a_flush():
+    r, w = os.pipe()
+    writer = FrameWriter(w)
+    try:
+        assert writer.hold([b"one"]) and writer.hold([b"two"])
+        assert writer.holding and not _readable(r)
+        writer.write(b"three")  # another frame takes the held ones with it, ahead of it
+        assert not writer.holding
+        assert os.read(r, 1 << 16) == frame(b"one") + frame(b"two") + frame(b"three")
+        assert writer.hold([b"four"]) and not _readable(r)
+        writer.flush()
+        assert os.read(r, 1 << 16) == frame(b"four")
+        writer.flush()  # nothing held: nothing written
+        assert not _readable(r)
+        assert writer.hold([b"five"])
+        writer.write_parts([b"six", b"seven"])  # a frame in parts, too
+        assert os.read(r, 1 << 16) == frame(b"five") + frame(b"sixseven")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_frame_too_big_to_hold_is_refused_and_held_bytes_leave_at_the_bound():
+    r, w = os.pipe()
+    fcntl.fcntl(w, F_SETPIPE_SZ, 1 << 20)  # room for the bound's worth of frames, unread
+    writer = FrameWriter(w)
+    try:
+        assert not writer.hold([b"x" * FrameWriter.HOLD_BYTES])
+        assert not writer.hold([b"a", b"b"])  # parts are written as they are
+        assert not writer.holding and not _readable(r)
+        body = b"y" * (FrameWriter.HOLD_BYTES // 4)
+        for _ in range(3):
+            assert writer.hold([body])
+        assert not _readable(r)
+        assert writer.hold([body])  # the fourth takes the held bytes past the bound: all leave
+        assert not writer.holding
+        got = b""
+        while _readable(r):
+            got += os.read(r, 1 << 20)
+        assert got == frame(body) * 4
+    finally:
         os.close(r)
         os.close(w)

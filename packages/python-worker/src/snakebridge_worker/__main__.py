@@ -25,6 +25,12 @@ REQUESTS_FD = 3
 REPLIES_FD = 4
 CONTROL_FD = 5
 PR_SET_PDEATHSIG = 1
+# A reply is held for the next one of its batch only behind a request that last took less than
+# QUICK seconds, and for HOLD_FOR seconds at most (see `Worker.handle_batch`).
+QUICK = 50e-6
+HOLD_FOR = 200e-6
+TOOK_ENTRIES = 4096
+REQUESTS = ("run", "call", "pull")
 
 
 def die_with_parent() -> None:
@@ -117,6 +123,8 @@ class Worker:
         self.cancel_target: int | None = None
         self.cancelled: set[int] = set()
         self.streams: dict[int, tuple[Any, str | None]] = {}
+        # How long the last request of each code hash or call target took (see `handle_batch`).
+        self.took: dict[str, float] = {}
         self.main_ident = _thread.get_ident()
         self.outbox = shared_memory_outbox()
         codec.use_outbox(self.outbox)
@@ -173,13 +181,43 @@ class Worker:
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the request channel: {e}\n")
                 os._exit(2)
-            for msg in messages:
+            if len(messages) == 1:
+                msg = messages[0]
                 self.handle(msg if isinstance(msg, dict) else {"t": "?", "raw": msg})
+            else:
+                self.handle_batch(messages)
             if not accelerated:
                 # msgpack's C codec costs ≈ 8 ms to import: on a thread of its own once the first
                 # requests are answered, not before the first result (the reference codec serves until then).
                 accelerated = True
                 _thread.start_new_thread(codec.accelerate, ())
+
+    def handle_batch(self, messages: list[Any]) -> None:
+        """Requests read together: their replies are held to leave together in one write, as long
+        as that delays none of them much. Before a request whose last run (by code or target) was
+        not quick, or once the oldest held reply has waited `HOLD_FOR`, the held replies leave."""
+        writer = self.writer
+        took = self.took
+        started = held_since = time.perf_counter()
+        for msg in messages:
+            if not isinstance(msg, dict):
+                msg = {"t": "?", "raw": msg}
+            key = msg.get("hash") or msg.get("target")
+            if writer.holding and msg.get("t") in REQUESTS:
+                last = took.get(key) if isinstance(key, str) else None
+                if last is None or last >= QUICK or started - held_since >= HOLD_FOR:
+                    writer.flush()
+            was_holding = writer.holding
+            self.handle(msg, hold=True)
+            ended = time.perf_counter()
+            if not was_holding:
+                held_since = ended
+            if isinstance(key, str):
+                if len(took) >= TOOK_ENTRIES:
+                    took.clear()
+                took[key] = ended - started
+            started = ended
+        writer.flush()
 
     # -- the control thread: cancels, while the main thread runs ---------------------
 
@@ -216,7 +254,8 @@ class Worker:
         if self.cancel_target is not None and self.cancel_target == self.running:
             raise KeyboardInterrupt
 
-    def handle(self, msg: dict[str, Any]) -> None:
+    def handle(self, msg: dict[str, Any], hold: bool = False) -> None:
+        """Runs a request and replies; `hold` keeps a small reply to leave with the next write."""
         t = msg.get("t")
         rid = msg.get("id")
         if not ((t == "run" or t == "call" or t == "pull") and isinstance(rid, int)):
@@ -241,7 +280,7 @@ class Worker:
                 reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
         if self.cancelled:
             self.cancelled.discard(rid)
-        self.reply(reply, lent)
+        self.reply(reply, lent, hold)
 
     def handle_other(self, msg: dict[str, Any], t: Any, rid: Any) -> None:
         """A message with no reply, or one that is not a request."""
@@ -342,7 +381,7 @@ class Worker:
             raise RuntimeError("snakebridge.emit() was called outside a running drop")
         self.writer.write(codec.encode({"t": "emit", "id": rid, "value": value}))
 
-    def reply(self, reply: dict[str, Any], lent: shm.Lent | None = None) -> None:
+    def reply(self, reply: dict[str, Any], lent: shm.Lent | None = None, hold: bool = False) -> None:
         rid = reply["id"]
         # What went where in shared memory matters only for a request that was lent some.
         shared = None if lent is None else codec.Shared()
@@ -374,7 +413,8 @@ class Worker:
             mappings.clear()
             if kept:
                 self.writer.write(codec.encode({"t": "kept", "fds": kept}))
-        self.writer.write_parts(parts)
+        if not (hold and self.writer.hold(parts)):
+            self.writer.write_parts(parts)
 
     @staticmethod
     def encode_error(rid: Any, path: list[Any], message: str) -> list[Any]:

@@ -95,15 +95,70 @@ _IOV_MAX = 1024
 
 
 class FrameWriter:
-    """Writes whole frames to a file descriptor; safe to share between threads."""
+    """Writes whole frames to a file descriptor; safe to share between threads.
+
+    Small frames can be held (`hold`) to leave together with the next write or `flush`, in one
+    system call: the replies to a batch of requests read together.
+    """
+
+    # Held frames leave once they reach this many bytes.
+    HOLD_BYTES = 64 * 1024
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._lock = _thread.allocate_lock()
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
 
     def write(self, body: bytes) -> None:
-        """One frame."""
+        """One frame (after any held ones)."""
         self.write_parts([body])
+
+    def hold(self, parts: list) -> bool:
+        """Keeps the frame whose body is `parts` to leave with the next write or `flush`; False,
+        keeping nothing, for a frame too big to hold."""
+        if len(parts) != 1 or len(parts[0]) >= self.HOLD_BYTES:
+            return False
+        frame = _LEN.pack(len(parts[0])) + parts[0]
+        self._lock.acquire()
+        try:
+            self._held.append(frame)
+            self._held_bytes += len(frame)
+            if self._held_bytes >= self.HOLD_BYTES:
+                self._write_held(b"")
+        finally:
+            self._lock.release()
+        return True
+
+    def flush(self) -> None:
+        """Sends the held frames."""
+        if self._held:
+            self._lock.acquire()
+            try:
+                if self._held:
+                    self._write_held(b"")
+            finally:
+                self._lock.release()
+
+    def _write_held(self, after: bytes) -> None:
+        """Writes the held frames, then `after`, in one call (the lock is held)."""
+        held = self._held
+        held.append(after)
+        data = b"".join(held)
+        held.clear()
+        self._held_bytes = 0
+        self._write_all(data)
+
+    def _write_all(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        if written < len(data):
+            rest = memoryview(data)[written:]
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
 
     def write_parts(self, parts: list) -> None:
         """One frame whose body is `parts` in order, written without joining them (writev)."""
@@ -113,17 +168,18 @@ class FrameWriter:
             data = _LEN.pack(len(parts[0])) + parts[0]
             self._lock.acquire()
             try:
-                written = os.write(self._fd, data)
-                if written < len(data):
-                    rest = memoryview(data)[written:]
-                    while rest:
-                        rest = rest[os.write(self._fd, rest) :]
+                if self._held:
+                    self._write_held(data)
+                else:
+                    self._write_all(data)
             finally:
                 self._lock.release()
             return
         views = [memoryview(p).cast("B") for p in parts]
         views.insert(0, memoryview(_LEN.pack(sum(v.nbytes for v in views))))
         with self._lock:
+            if self._held:
+                self._write_held(b"")
             while views:
                 written = os.writev(self._fd, views[:_IOV_MAX])
                 while written:
