@@ -177,13 +177,14 @@ class Worker:
                             msg["refs"] = True
                         if handles.lent is not None:
                             msg["lent"] = handles.lent
+                    else:
+                        msg = {"t": "?", "raw": msg}  # not a message: answered as an unknown one
                     messages.append(msg)
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the request channel: {e}\n")
                 os._exit(2)
             if len(messages) == 1:
-                msg = messages[0]
-                self.handle(msg if isinstance(msg, dict) else {"t": "?", "raw": msg})
+                self.handle(messages[0])
             else:
                 self.handle_batch(messages)
             if not accelerated:
@@ -192,7 +193,7 @@ class Worker:
                 accelerated = True
                 _thread.start_new_thread(codec.accelerate, ())
 
-    def handle_batch(self, messages: list[Any]) -> None:
+    def handle_batch(self, messages: list[dict[str, Any]]) -> None:
         """Requests read together: their replies are held to leave together in one write, as long
         as that delays none of them much. Before a request whose last run (by code or target) was
         not quick, or once the oldest held reply has waited `HOLD_FOR`, the held replies leave."""
@@ -200,8 +201,6 @@ class Worker:
         took = self.took
         started = held_since = time.perf_counter()
         for msg in messages:
-            if not isinstance(msg, dict):
-                msg = {"t": "?", "raw": msg}
             key = msg.get("hash") or msg.get("target")
             if writer.holding and msg.get("t") in REQUESTS:
                 last = took.get(key) if isinstance(key, str) else None
