@@ -30,6 +30,7 @@ PR_SET_PDEATHSIG = 1
 QUICK = 50e-6
 HOLD_FOR = 200e-6
 TOOK_ENTRIES = 4096
+# The messages that are requests: each gets a reply.
 REQUESTS = ("run", "call", "pull")
 
 
@@ -257,7 +258,7 @@ class Worker:
         """Runs a request and replies; `hold` keeps a small reply to leave with the next write."""
         t = msg.get("t")
         rid = msg.get("id")
-        if not ((t == "run" or t == "call" or t == "pull") and isinstance(rid, int)):
+        if not (t in REQUESTS and isinstance(rid, int)):
             self.handle_other(msg, t, rid)
             return
         lent: shm.Lent | None = msg.pop("lent", None)

@@ -90,6 +90,17 @@ class FrameReader:
         return frames
 
 
+# A frame whose body is one buffer under this size is written as one joined buffer, and may be held.
+_SMALL_BODY = 1 << 16
+
+
+def _small_frame(parts: list) -> bytes | None:
+    """The whole frame (length and body) of a small one-part body, joined; None for any other."""
+    if len(parts) == 1 and len(parts[0]) < _SMALL_BODY:
+        return _LEN.pack(len(parts[0])) + parts[0]
+    return None
+
+
 # At most this many buffers per writev (the system's IOV_MAX is at least 1024 on Linux).
 _IOV_MAX = 1024
 
@@ -121,9 +132,9 @@ class FrameWriter:
     def hold(self, parts: list) -> bool:
         """Keeps the frame whose body is `parts` to leave with the next write or `flush`; False,
         keeping nothing, for a frame too big to hold."""
-        if len(parts) != 1 or len(parts[0]) >= self.HOLD_BYTES:
+        frame = _small_frame(parts)
+        if frame is None:
             return False
-        frame = _LEN.pack(len(parts[0])) + parts[0]
         self._lock.acquire()
         try:
             self._held.append(frame)
@@ -162,10 +173,10 @@ class FrameWriter:
 
     def write_parts(self, parts: list) -> None:
         """One frame whose body is `parts` in order, written without joining them (writev)."""
-        if len(parts) == 1 and len(parts[0]) < (1 << 16):
+        data = _small_frame(parts)
+        if data is not None:
             # A small frame, a reply's usual shape: one write. The lock is taken with
             # acquire/release rather than `with`: half the cost, on every reply.
-            data = _LEN.pack(len(parts[0])) + parts[0]
             self._lock.acquire()
             try:
                 if self._held:
