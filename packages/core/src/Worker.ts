@@ -33,8 +33,9 @@ export interface WorkerProcess {
    */
   readonly write: (frame: Uint8Array | ReadonlyArray<Uint8Array>) => void
   /**
-   * Queues a frame on the control channel (cancels), which the worker reads on a thread of its
-   * own while it runs requests. Never blocks, never throws.
+   * Queues a frame on the control channel (cancels), then, once it is written, sends the worker
+   * SIGINT: the worker reads the channel in its handler, on the thread that runs requests, even
+   * while a drop runs. Never blocks, never throws.
    */
   readonly control: (frame: Uint8Array) => void
   /**

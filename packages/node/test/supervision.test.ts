@@ -47,6 +47,25 @@ describe("supervision", () => {
       expect(yield* py`return "ready"`).toBe("ready")
     }).pipe(Effect.provide(NodePython.layer())))
 
+  it.live("Effect.timeout interrupts a drop that computes in stretches between system calls, well within the grace period", () =>
+    // Stretches of 2 ms holding the GIL with a system call between keep the GIL from any thread
+    // but the main one: a cancel must reach the drop there, or the worker is killed at the grace.
+    Effect.gen(function* () {
+      const before = yield* pid
+      for (let i = 0; i < 3; i++) {
+        const stopped = yield* py`
+import os, time
+while True:
+    until = time.perf_counter() + 0.002
+    while time.perf_counter() < until:
+        pass
+    os.stat(".")
+`.pipe(Effect.timeout("100 millis"), Effect.flip)
+        expect(stopped._tag).toBe("TimeoutException")
+        expect(yield* pid).toBe(before)
+      }
+    }).pipe(Effect.provide(NodePython.layer({ interruptGrace: "300 millis" }))))
+
   it.live("a drop that swallows the interrupt is killed after the grace period and its worker replaced", () =>
     Effect.gen(function* () {
       const before = yield* pid

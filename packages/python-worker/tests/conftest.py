@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -55,9 +56,10 @@ class WorkerProcess:
         os.write(self.w3, struct.pack(">I", len(body)) + body)
 
     def cancel(self, rid: int) -> None:
-        """A cancel, on the control channel as Node sends it."""
+        """A cancel, as Node sends it: on the control channel, then SIGINT."""
         body = codec.encode({"t": "cancel", "id": rid})
         os.write(self.w5, struct.pack(">I", len(body)) + body)
+        self.proc.send_signal(signal.SIGINT)
 
     def recv(self, timeout: float = 10.0, handles: codec.Handles | None = None) -> Any:
         deadline = time.monotonic() + timeout

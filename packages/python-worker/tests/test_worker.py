@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import struct
 import time
 
@@ -154,6 +155,47 @@ def test_cancels_racing_their_requests_stop_each_one_once_and_nothing_else(worke
     assert {outcomes[rid] for rid in range(1, 401, 2)} <= {"ok", "interrupted"}
     assert "interrupted" in {outcomes[rid] for rid in range(1, 401, 2)}
     assert worker.run(401, "return 'alive'")["value"] == "alive"
+
+
+def test_a_cancel_reaches_a_drop_that_computes_in_stretches_between_system_calls(worker: WorkerProcess):
+    # Stretches of 2 ms holding the GIL, a system call between: a thread other than the main
+    # one waiting for the GIL loses it at every call and is never owed a switch, so a cancel read
+    # there waited 0.3 to 2.4 s. Read on the main thread, it stops the drop within milliseconds.
+    code = (
+        "import os, time\n"
+        "while True:\n"
+        "    until = time.perf_counter() + 0.002\n"
+        "    while time.perf_counter() < until:\n"
+        "        pass\n"
+        "    os.stat('.')"
+    )
+    for rid in range(1, 4):
+        worker.send({"t": "run", "id": rid, "hash": "stretches", "code": code if rid == 1 else None, "args": [], "mode": "value"})
+        time.sleep(0.1)
+        start = time.monotonic()
+        worker.cancel(rid)
+        assert worker.recv(timeout=5) == {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
+        assert time.monotonic() - start < 0.25
+    assert worker.run(4, "return 'alive'")["value"] == "alive"
+
+
+def test_a_sigint_without_a_cancel_interrupts_nothing(worker: WorkerProcess):
+    # Ctrl-C in a terminal reaches the workers too: with no cancel on the channel, nothing stops.
+    worker.send({"t": "run", "id": 1, "hash": "nap", "code": "import time\ntime.sleep(0.3)\nreturn 'slept'", "args": [], "mode": "value"})
+    time.sleep(0.1)
+    worker.proc.send_signal(signal.SIGINT)
+    assert worker.recv()["value"] == "slept"
+
+
+def test_a_malformed_control_frame_ends_the_worker_with_a_message():
+    w = WorkerProcess()
+    try:
+        os.write(w.w5, b"\x00\x00\x00\x02\xc1\xc1")
+        w.proc.send_signal(signal.SIGINT)
+        assert w.proc.wait(5) == 2
+        assert w.proc.stderr is not None and b"protocol error on the control channel" in w.proc.stderr.read()
+    finally:
+        w.close()
 
 
 def test_a_late_cancel_does_not_hit_the_next_request(worker: WorkerProcess):

@@ -183,7 +183,12 @@ export const spawn = (
       },
       control: (frame) => {
         const control = writable(child, 5)
-        if (!control.destroyed && !control.writableEnded) control.write(frame)
+        if (control.destroyed || control.writableEnded) return
+        // The signal follows the frame into the pipe (the callback runs once it is written), so
+        // the worker's handler finds the cancel it is woken for.
+        control.write(frame, (error) => {
+          if (error == null && child.exitCode === null && child.signalCode === null) child.kill("SIGINT")
+        })
       },
       readReplies: (onChunk) =>
         Effect.async<void, unknown>((resume) => {

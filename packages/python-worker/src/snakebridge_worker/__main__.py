@@ -18,6 +18,7 @@ from .runner import Runner, describe, drop_filename
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import ModuleType
     from typing import Any
 
@@ -48,6 +49,16 @@ def die_with_parent() -> None:
         pass
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def start_thread(function: Callable[[], object]) -> None:
+    """A thread that never takes SIGINT, so that Node's SIGINT reaches the main thread and
+    interrupts what it waits in (a sleep, a read) at once."""
+    blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, (_signal.SIGINT,))
+    try:
+        _thread.start_new_thread(function, ())
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
 
 
 class HandleRef:
@@ -119,10 +130,12 @@ class Worker:
         self.writer = writer
         self.registry = Registry()
         self.runner = Runner()
-        # Shared with the control thread, without a lock (see `cancel`).
+        # The running request's id, and the ids cancelled (see `on_sigint`).
         self.running: int | None = None
-        self.cancel_target: int | None = None
         self.cancelled: set[int] = set()
+        self.control = FrameReader(chunk=4096)
+        self.reading_cancels = False
+        self.cancels_again = False
         self.streams: dict[int, tuple[Any, str | None]] = {}
         # How long the last request of each code hash or call target took (see `handle_batch`).
         self.took: dict[str, float] = {}
@@ -192,7 +205,7 @@ class Worker:
                 # msgpack's C codec costs ≈ 8 ms to import: on a thread of its own once the first
                 # requests are answered, not before the first result (the reference codec serves until then).
                 accelerated = True
-                _thread.start_new_thread(codec.accelerate, ())
+                start_thread(codec.accelerate)
 
     def handle_batch(self, messages: list[dict[str, Any]]) -> None:
         """Requests read together: their replies are held to leave together in one write, as long
@@ -219,40 +232,61 @@ class Worker:
             started = ended
         writer.flush()
 
-    # -- the control thread: cancels, while the main thread runs ---------------------
+    # -- cancels: read on the main thread, when Node's SIGINT says one is there ------------
 
-    def watch_control(self, fd: int) -> None:
-        reader = FrameReader(chunk=4096)
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """Node sends SIGINT once it has written a cancel to the control channel. The cancels are
+        read here, on the thread that runs requests and holds the GIL: a thread of their own would
+        have to win the GIL first, and a drop that computes in stretches of a few milliseconds
+        with a system call between keeps it from any other thread for seconds. The running
+        request, if cancelled, is interrupted; a SIGINT with no cancel (Ctrl-C in a terminal) is ignored."""
+        if self.reading_cancels:
+            # A second SIGINT while this handler reads: the outer call reads again.
+            self.cancels_again = True
+            return
+        while True:
+            self.reading_cancels = True
+            self.cancels_again = False
+            try:
+                self.read_cancels(CONTROL_FD)
+            finally:
+                self.reading_cancels = False
+            if not self.cancels_again:
+                break
+        if self.running is not None and self.running in self.cancelled:
+            raise KeyboardInterrupt
+
+    def read_cancels(self, fd: int) -> None:
+        """Reads the (non-blocking) control channel until it is empty."""
         while True:
             try:
-                bodies = reader.read(fd)
+                bodies = self.control.read(fd)
                 if bodies is None:
-                    os._exit(0)  # EOF: the parent is gone or wants us gone, even mid-drop
+                    os._exit(0)  # EOF: the parent is gone or wants us gone
                 for body in bodies:
                     msg = codec.decode(body)
-                    if isinstance(msg, dict) and msg.get("t") == "cancel":
-                        self.cancel(msg.get("id"))
-                    else:
-                        raise codec.DecodeError(f"unexpected message on the control channel: {msg!r:.80}")
+                    if not (isinstance(msg, dict) and msg.get("t") == "cancel"):
+                        raise codec.DecodeError(f"unexpected message: {msg!r:.80}")
+                    self.cancelled.add(msg.get("id"))
+            except BlockingIOError:
+                return
             except OSError:
                 os._exit(0)  # the channel failed: as at EOF
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the control channel: {e}\n")
                 os._exit(2)
 
-    def cancel(self, rid: Any) -> None:
-        # Recorded before the running request is looked at; `handle` publishes the running id
-        # before it looks for a cancel. Whichever thread comes second sees the other's step (the
-        # GIL orders them), so a cancel is never missed, and no lock is taken per request.
-        self.cancelled.add(rid)
-        if rid == self.running:
-            self.cancel_target = rid
-            _signal.pthread_kill(self.main_ident, _signal.SIGINT)
+    def watch_control(self, fd: int) -> None:
+        """On a thread of its own: exits when the control channel ends (the parent is gone or
+        wants us gone), even mid-drop. It never reads: poll reports the hang-up whatever events
+        it is asked for, and asked for none it sleeps through the cancels."""
+        import select
 
-    def on_sigint(self, signum: int, frame: Any) -> None:
-        # A signal for a request that has finished finds another id running, or none: ignored.
-        if self.cancel_target is not None and self.cancel_target == self.running:
-            raise KeyboardInterrupt
+        channel = select.poll()
+        channel.register(fd, 0)
+        while True:
+            if channel.poll():
+                os._exit(0)
 
     def handle(self, msg: dict[str, Any], hold: bool = False) -> None:
         """Runs a request and replies; `hold` keeps a small reply to leave with the next write."""
@@ -264,7 +298,9 @@ class Worker:
         lent: shm.Lent | None = msg.pop("lent", None)
         reply: dict[str, Any] | None = None
         try:
-            self.running = rid  # published before the cancels are looked at (see `cancel`)
+            # `on_sigint` may run between any two steps here: a cancel read before this line is
+            # seen just below, one read after it interrupts.
+            self.running = rid
             try:
                 if rid in self.cancelled:
                     msg.clear()  # its arguments: nothing kept them
@@ -467,6 +503,7 @@ def main() -> None:
     worker = Worker(writer)
     snakebridge._attach(worker.registry, worker.emit)
     forward_logging(writer)
+    os.set_blocking(CONTROL_FD, False)  # `on_sigint` reads it until it is empty
     _signal.signal(_signal.SIGINT, worker.on_sigint)
     writer.write(
         codec.encode(
@@ -486,7 +523,7 @@ def main() -> None:
         die_with_parent()
         worker.watch_control(CONTROL_FD)
 
-    _thread.start_new_thread(control, ())
+    start_thread(control)
     worker.serve(REQUESTS_FD)
 
 
