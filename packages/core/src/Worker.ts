@@ -119,7 +119,8 @@ export interface SharedMemory {
 
 /**
  * Spawns worker processes. Closing the scope of a spawn shuts the process down:
- * EOF on its request channel, a grace period, then SIGKILL.
+ * the end of its channels, SIGINT (which has it read the end even mid-drop), a grace period,
+ * then SIGKILL.
  *
  * @since 0.1.0
  * @category services

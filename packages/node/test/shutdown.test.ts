@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { fileURLToPath } from "node:url"
 import { alive, swallowsInterrupts } from "./helpers.js"
 
 describe("graceful shutdown", () => {
@@ -23,7 +24,32 @@ describe("graceful shutdown", () => {
       for (const p of pids) expect(alive(p)).toBe(false)
     }))
 
-  it.live("interrupts drops that outlive the drain timeout and kills their workers", () =>
+  it.live("a worker whose drop ignores interrupts exits at the end of its channels, not at the grace: Node's SIGINT has it read the EOF", () =>
+    // The worker's control thread, which could see the end too but must win the GIL first, is
+    // kept blind here: what ends the worker is the SIGINT that follows the end of the channel.
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const layer = NodePython.layer({
+        drainTimeout: "100 millis",
+        interruptGrace: "10 seconds",
+        shutdownGrace: "10 seconds",
+        env: {
+          PYTHONPATH: fileURLToPath(new URL("fixtures/rogue", import.meta.url)),
+          SNAKEBRIDGE_TEST_ROGUE: "blind-control"
+        }
+      })
+      const context = yield* Layer.buildWithScope(layer, scope)
+      const [worker] = yield* Effect.provide(Python.workers, context)
+      const running = yield* Effect.forkDaemon(Effect.provide(swallowsInterrupts, context))
+      yield* Effect.sleep("200 millis")
+      const start = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      expect(Date.now() - start).toBeLessThan(5_000)
+      expect(alive(worker!.pid)).toBe(false)
+      expect(Exit.isFailure(yield* Fiber.await(running))).toBe(true)
+    }))
+
+  it.live("interrupts drops that outlive the drain timeout and stops their workers", () =>
     Effect.gen(function* () {
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(NodePython.layer({ drainTimeout: "200 millis" }), scope)

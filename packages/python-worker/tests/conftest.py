@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -27,13 +28,21 @@ _EXEC_ON_FDS = (
 )
 
 
+def _channel() -> tuple[int, int]:
+    """A channel as libuv makes one for a child: a socketpair, its two ends as raw fds."""
+    a, b = socket.socketpair()
+    return a.detach(), b.detach()
+
+
 class WorkerProcess:
-    """A real worker subprocess with its protocol on fds 3, 4 and 5, as Node starts it."""
+    """A real worker subprocess with its protocol on fds 3, 4 and 5, as Node starts it: each a
+    socketpair, as libuv makes a child's pipes (one end closed is a hang-up there, but one end
+    shut for writing is not)."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        r3, self.w3 = os.pipe()
-        self.r4, w4 = os.pipe()
-        r5, self.w5 = os.pipe()
+        r3, self.w3 = _channel()
+        self.r4, w4 = _channel()
+        r5, self.w5 = _channel()
         env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, **(env or {})}
         env["PYTHONPATH"] = str(SRC)
         env["SNAKEBRIDGE_WORKER_ID"] = "7"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import struct
 import time
 
@@ -10,6 +11,18 @@ import pytest
 from conftest import WorkerProcess
 
 from snakebridge_worker import codec
+
+
+# A drop computing in stretches of 2 ms, a system call between: the GIL is released only for the
+# call, and never for long enough that a thread waiting for it wins it.
+STRETCHES = (
+    "import os, time\n"
+    "while True:\n"
+    "    until = time.perf_counter() + 0.002\n"
+    "    while time.perf_counter() < until:\n"
+    "        pass\n"
+    "    os.stat('.')"
+)
 
 
 def test_handshake(worker: WorkerProcess):
@@ -161,16 +174,8 @@ def test_a_cancel_reaches_a_drop_that_computes_in_stretches_between_system_calls
     # Stretches of 2 ms holding the GIL, a system call between: a thread other than the main
     # one waiting for the GIL loses it at every call and is never owed a switch, so a cancel read
     # there waited 0.3 to 2.4 s. Read on the main thread, it stops the drop within milliseconds.
-    code = (
-        "import os, time\n"
-        "while True:\n"
-        "    until = time.perf_counter() + 0.002\n"
-        "    while time.perf_counter() < until:\n"
-        "        pass\n"
-        "    os.stat('.')"
-    )
     for rid in range(1, 4):
-        worker.send({"t": "run", "id": rid, "hash": "stretches", "code": code if rid == 1 else None, "args": [], "mode": "value"})
+        worker.send({"t": "run", "id": rid, "hash": "stretches", "code": STRETCHES if rid == 1 else None, "args": [], "mode": "value"})
         time.sleep(0.1)
         start = time.monotonic()
         worker.cancel(rid)
@@ -225,6 +230,34 @@ def test_eof_on_the_control_channel_ends_the_worker_even_mid_drop(worker: Worker
     time.sleep(0.2)
     os.close(worker.w5)
     assert worker.proc.wait(5) == 0
+
+
+def end_writing(fd: int) -> None:
+    """Shuts a socketpair end for writing, as Node's `end()` does, keeping the fd open."""
+    sock = socket.socket(fileno=os.dup(fd))
+    sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+def test_the_end_of_writing_on_the_control_channel_ends_the_worker_even_mid_drop(worker: WorkerProcess):
+    # Node's `end()` shuts its side for writing and keeps the socket: no hang-up, only POLLRDHUP.
+    worker.send({"t": "run", "id": 1, "hash": "spin", "code": "while True:\n    pass", "args": [], "mode": "value"})
+    time.sleep(0.2)
+    end_writing(worker.w5)
+    assert worker.proc.wait(5) == 0
+
+
+def test_shutdown_with_sigint_ends_a_drop_computing_in_stretches_at_once(worker: WorkerProcess):
+    # As Node shuts a worker down: the channels ended, then SIGINT. The control thread alone
+    # would wait for the GIL that such a drop keeps from it (64 ms to 14 s in four tries).
+    worker.send({"t": "run", "id": 1, "hash": "stretches", "code": STRETCHES, "args": [], "mode": "value"})
+    time.sleep(0.1)
+    start = time.monotonic()
+    end_writing(worker.w3)
+    end_writing(worker.w5)
+    worker.proc.send_signal(signal.SIGINT)
+    assert worker.proc.wait(5) == 0
+    assert time.monotonic() - start < 0.25
 
 
 def test_eof_on_the_request_channel_ends_an_idle_worker(worker: WorkerProcess):

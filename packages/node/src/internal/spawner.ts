@@ -65,6 +65,14 @@ const lines = (stream: Stream.Stream<string>): Stream.Stream<string> =>
 const readable = (child: ChildProcess, fd: number) => (child.stdio as ReadonlyArray<unknown>)[fd] as Readable
 const writable = (child: ChildProcess, fd: 3 | 5) => (child.stdio as ReadonlyArray<unknown>)[fd] as Writable
 
+/**
+ * Has the worker read its control channel now (its SIGINT handler reads it on the thread that
+ * runs requests, even mid-drop). A no-op once the process has exited.
+ */
+const interrupt = (child: ChildProcess) => {
+  if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT")
+}
+
 /** The worker's entry: what `-m snakebridge_worker` runs, without `runpy` (≈ 5 ms of a start). */
 const ENTRY = "from snakebridge_worker.__main__ import run; run()"
 
@@ -115,12 +123,13 @@ export const spawn = (
         writable(child, 5).on("error", () => {})
       }),
       (child) =>
-        // Two-phase shutdown: EOF on the request and control channels makes the worker exit (at once,
-        // even mid-drop: the control thread sees it); SIGKILL if it has not after the grace period.
+        // Two-phase shutdown: EOF on the request and control channels makes the worker exit, at once
+        // even mid-drop (SIGINT once the control channel is ended has the worker read its EOF);
+        // SIGKILL if it has not after the grace period.
         // (A finalizer is uninterruptible: the wait is made interruptible so the timeout can end it.)
         Effect.sync(() => {
           writable(child, 3).end()
-          writable(child, 5).end()
+          writable(child, 5).end(() => interrupt(child))
         }).pipe(
           Effect.zipRight(Effect.interruptible(Deferred.await(exited))),
           Effect.timeoutOption(options.shutdownGrace),
@@ -186,9 +195,7 @@ export const spawn = (
         if (control.destroyed || control.writableEnded) return
         // The signal follows the frame into the pipe (the callback runs once it is written), so
         // the worker's handler finds the cancel it is woken for.
-        control.write(frame, (error) => {
-          if (error == null && child.exitCode === null && child.signalCode === null) child.kill("SIGINT")
-        })
+        control.write(frame, (error) => error == null && interrupt(child))
       },
       readReplies: (onChunk) =>
         Effect.async<void, unknown>((resume) => {

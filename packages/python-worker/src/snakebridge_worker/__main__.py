@@ -278,12 +278,13 @@ class Worker:
 
     def watch_control(self, fd: int) -> None:
         """On a thread of its own: exits when the control channel ends (the parent is gone or
-        wants us gone), even mid-drop. It never reads: poll reports the hang-up whatever events
-        it is asked for, and asked for none it sleeps through the cancels."""
+        wants us gone), even mid-drop, should no SIGINT say so. It never reads, and sleeps
+        through the cancels: poll reports a hang-up whatever it is asked for, and Linux's
+        POLLRDHUP the end of writing that Node's socketpair gives (no hang-up while Node holds it)."""
         import select
 
         channel = select.poll()
-        channel.register(fd, 0)
+        channel.register(fd, getattr(select, "POLLRDHUP", 0))
         while True:
             if channel.poll():
                 os._exit(0)
