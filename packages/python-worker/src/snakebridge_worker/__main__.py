@@ -139,7 +139,6 @@ class Worker:
         self.streams: dict[int, tuple[Any, str | None]] = {}
         # How long the last request of each code hash or call target took (see `handle_batch`).
         self.took: dict[str, float] = {}
-        self.main_ident = _thread.get_ident()
         self.outbox = shared_memory_outbox()
         codec.use_outbox(self.outbox)
 
