@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { py, Python } from "@snakebridge/core"
+import { Drop, py, Python } from "@snakebridge/core"
 import { NodePython } from "@snakebridge/node"
 import { Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
@@ -65,6 +65,23 @@ while True:
         expect(yield* pid).toBe(before)
       }
     }).pipe(Effect.provide(NodePython.layer({ interruptGrace: "300 millis" }))))
+
+  it.live("a timeout that comes while a drop writes a big progress event leaves the channel whole: the worker is reused", () =>
+    // 4 MiB events fill the channel, so the worker is mostly blocked in the middle of one; the
+    // cancel's signal cuts that write short, and the event must be finished before the interrupt.
+    Effect.gen(function* () {
+      const before = yield* pid
+      for (let i = 0; i < 3; i++) {
+        const stopped = yield* py`
+import snakebridge
+big = "x" * (4 << 20)
+while True:
+    snakebridge.emit(big)
+`.pipe(Drop.onProgress(() => Effect.void), Effect.timeout("300 millis"), Effect.flip)
+        expect(stopped._tag).toBe("TimeoutException")
+        expect(yield* pid).toBe(before)
+      }
+    }).pipe(Effect.provide(NodePython.layer())))
 
   it.live("a drop that swallows the interrupt is killed after the grace period and its worker replaced", () =>
     Effect.gen(function* () {

@@ -184,6 +184,25 @@ def test_a_cancel_reaches_a_drop_that_computes_in_stretches_between_system_calls
     assert worker.run(4, "return 'alive'")["value"] == "alive"
 
 
+@pytest.mark.parametrize("how", ["emit", "log"])
+def test_a_cancel_never_tears_a_frame_the_drop_is_writing(worker: WorkerProcess, how: str):
+    # Nothing reads the replies: the channel fills and the worker blocks in the middle of a
+    # 4 MiB frame. The cancel's signal then cuts the write short; the frame must still be finished
+    # before the drop is interrupted, or every frame after it is read from the wrong offset.
+    send = "snakebridge.emit(big)" if how == "emit" else "logging.getLogger('drop').warning(big)"
+    code = f"import logging, snakebridge\nbig = 'x' * (4 << 20)\nwhile True:\n    {send}"
+    worker.send({"t": "run", "id": 1, "hash": how, "code": code, "args": [], "mode": "value"})
+    time.sleep(0.5)
+    worker.cancel(1)
+    frames = 0
+    while (msg := worker.recv(timeout=10))["t"] in ("emit", "log"):
+        assert len(msg["value" if how == "emit" else "message"]) == 4 << 20
+        frames += 1
+    assert msg == {"t": "err", "id": 1, "kind": "interrupted", "message": "interrupted"}
+    assert frames >= 1
+    assert worker.run(2, "return 'alive'")["value"] == "alive"
+
+
 def test_a_sigint_without_a_cancel_interrupts_nothing(worker: WorkerProcess):
     # Ctrl-C in a terminal reaches the workers too: with no cancel on the channel, nothing stops.
     worker.send({"t": "run", "id": 1, "hash": "nap", "code": "import time\ntime.sleep(0.3)\nreturn 'slept'", "args": [], "mode": "value"})

@@ -136,6 +136,10 @@ class Worker:
         self.control = FrameReader(chunk=4096)
         self.reading_cancels = False
         self.cancels_again = False
+        # The main thread is writing a frame for a running drop: an interrupt waits (see `send`).
+        self.main_ident = _thread.get_ident()
+        self.writing = False
+        self.interrupt_deferred = False
         self.streams: dict[int, tuple[Any, str | None]] = {}
         # How long the last request of each code hash or call target took (see `handle_batch`).
         self.took: dict[str, float] = {}
@@ -253,6 +257,10 @@ class Worker:
             if not self.cancels_again:
                 break
         if self.running is not None and self.running in self.cancelled:
+            if self.writing:
+                self.interrupt_deferred = True  # raised once the frame is whole
+                return
+            self.interrupt_deferred = False
             raise KeyboardInterrupt
 
     def read_cancels(self, fd: int) -> None:
@@ -296,24 +304,17 @@ class Worker:
             self.handle_other(msg, t, rid)
             return
         lent: shm.Lent | None = msg.pop("lent", None)
-        reply: dict[str, Any] | None = None
         try:
-            # `on_sigint` may run between any two steps here: a cancel read before this line is
-            # seen just below, one read after it interrupts.
-            self.running = rid
-            try:
-                if rid in self.cancelled:
-                    msg.clear()  # its arguments: nothing kept them
-                    reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}
-                else:
-                    reply = self.execute(msg, rid)
-            finally:
-                self.running = None
+            if rid in self.cancelled:
+                msg.clear()  # its arguments: nothing kept them
+                reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}
+            else:
+                reply = self.execute(msg, rid)
         except KeyboardInterrupt:
-            # The interrupt may land after the drop finished, while clearing: its result stands.
+            # Raised only while the request's own code runs (`running` is set just around it): the
+            # worker's bookkeeping before and after it is never cut short.
             self.running = None
-            if reply is None:
-                reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
+            reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
         if self.cancelled:
             self.cancelled.discard(rid)
         self.reply(reply, lent, hold)
@@ -353,18 +354,31 @@ class Worker:
                 compiled = self.runner.compiled(hash_, code, len(args))
                 if compiled is None:
                     return {"t": "err", "id": rid, "kind": "need_code", "message": f"code {hash_} is not cached"}
+                # From here the drop's own code runs, and a cancel interrupts it (see `on_sigint`);
+                # one read during the bookkeeping before is seen here. Only user code is ever cut
+                # short: an interrupt in the code cache's update lost the entry, in the registry's
+                # an object that no reply named.
+                self.running = rid
+                if rid in self.cancelled:
+                    raise KeyboardInterrupt
                 result = self.runner.run(compiled, args)
             else:
                 target = msg.get("target")
                 if not isinstance(target, str) or not isinstance(kwargs, dict):
                     return {"t": "err", "id": rid, "kind": "protocol", "message": "call needs a target and kwargs"}
+                self.running = rid
+                if rid in self.cancelled:
+                    raise KeyboardInterrupt
                 result = Runner.resolve(target)(*args, **kwargs)
         except HandleNotFound as e:
             return {"t": "err", "id": rid, "kind": "handle", "handle": e.handle, "message": str(e)}
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # noqa: BLE001 - every failure of user code becomes a reply
+            self.running = None  # (first: the traceback is formatted beyond a cancel's reach)
             return {"t": "err", "id": rid, **describe(e, None if hash_ is None else drop_filename(hash_))}
+        finally:
+            self.running = None
         if mode == "handle":
             return {"t": "ok", "id": rid, "value": self.registry.put(result)}
         if mode == "stream":
@@ -385,18 +399,26 @@ class Worker:
             return {"t": "err", "id": rid, "kind": "protocol", "message": f"no open stream {sid!r} (or a bad count)"}
         iterator, filename = entry
         items: list[Any] = []
+        self.running = rid  # the generator is user code: a cancel interrupts it (see `execute`)
         try:
+            if rid in self.cancelled:
+                raise KeyboardInterrupt
             for _ in range(n):
                 items.append(self.runner.next_item(iterator))
         except (StopIteration, StopAsyncIteration):
+            self.running = None
             self.streams.pop(sid, None)
             return {"t": "ok", "id": rid, "value": {"items": items, "done": True}}
         except KeyboardInterrupt:
+            self.running = None
             self.close_stream(sid)
             raise
         except BaseException as e:  # noqa: BLE001 - the generator raised: the stream ends with it
+            self.running = None
             self.streams.pop(sid, None)
             return {"t": "err", "id": rid, **describe(e, filename)}
+        finally:
+            self.running = None
         return {"t": "ok", "id": rid, "value": {"items": items, "done": False}}
 
     def close_stream(self, sid: Any) -> None:
@@ -415,7 +437,23 @@ class Worker:
         rid = self.running
         if rid is None:
             raise RuntimeError("snakebridge.emit() was called outside a running drop")
-        self.writer.write(codec.encode({"t": "emit", "id": rid, "value": value}))
+        self.send(codec.encode({"t": "emit", "id": rid, "value": value}))
+
+    def send(self, body: bytes) -> None:
+        """Writes a frame from code that a cancel may interrupt (an emit, a log record). On the main
+        thread, the cancel's KeyboardInterrupt waits until the frame is whole: raised in the middle
+        of a write cut short by its signal, it would leave the channel torn."""
+        if _thread.get_ident() != self.main_ident:
+            self.writer.write(body)
+            return
+        self.writing = True
+        try:
+            self.writer.write(body)
+        finally:
+            self.writing = False
+            if self.interrupt_deferred:
+                self.interrupt_deferred = False
+                raise KeyboardInterrupt
 
     def reply(self, reply: dict[str, Any], lent: shm.Lent | None = None, hold: bool = False) -> None:
         rid = reply["id"]
@@ -457,7 +495,7 @@ class Worker:
         return codec.encode_parts({"t": "err", "id": rid, "kind": "encode", "path": path, "message": message})
 
 
-def forward_logging(writer: FrameWriter) -> None:
+def forward_logging(send: Callable[[bytes], None]) -> None:
     """Python `logging` to Node, where it reaches the Effect Logger: wired when something imports
     logging (user code, a library), so that a worker whose drops never log does not pay for it."""
 
@@ -466,7 +504,7 @@ def forward_logging(writer: FrameWriter) -> None:
             def emit(self, record: Any) -> None:
                 try:
                     message = self.format(record)
-                    writer.write(codec.encode({"t": "log", "level": record.levelno, "name": record.name, "message": message}))
+                    send(codec.encode({"t": "log", "level": record.levelno, "name": record.name, "message": message}))
                 except Exception:  # noqa: BLE001 - logging must never break the drop that logs
                     self.handleError(record)
 
@@ -502,7 +540,7 @@ def main() -> None:
     writer = FrameWriter(REPLIES_FD)
     worker = Worker(writer)
     snakebridge._attach(worker.registry, worker.emit)
-    forward_logging(writer)
+    forward_logging(worker.send)
     os.set_blocking(CONTROL_FD, False)  # `on_sigint` reads it until it is empty
     _signal.signal(_signal.SIGINT, worker.on_sigint)
     writer.write(
