@@ -61,6 +61,10 @@ def start_thread(function: Callable[[], object]) -> None:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
 
 
+def cancelled_before_it_ran(rid: int) -> dict[str, Any]:
+    return {"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}
+
+
 class HandleRef:
     """A handle reference in a decoded request, resolved when the request runs."""
 
@@ -305,11 +309,7 @@ class Worker:
             return
         lent: shm.Lent | None = msg.pop("lent", None)
         try:
-            if rid in self.cancelled:
-                msg.clear()  # its arguments: nothing kept them
-                reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}
-            else:
-                reply = self.execute(msg, rid)
+            reply = self.execute(msg, rid)
         except KeyboardInterrupt:
             # Raised only while the request's own code runs (`running` is set just around it): the
             # worker's bookkeeping before and after it is never cut short.
@@ -355,12 +355,12 @@ class Worker:
                 if compiled is None:
                     return {"t": "err", "id": rid, "kind": "need_code", "message": f"code {hash_} is not cached"}
                 # From here the drop's own code runs, and a cancel interrupts it (see `on_sigint`);
-                # one read during the bookkeeping before is seen here. Only user code is ever cut
-                # short: an interrupt in the code cache's update lost the entry, in the registry's
-                # an object that no reply named.
+                # one read before is seen here. Only user code is ever cut short: an interrupt in
+                # the code cache's update lost the entry, in the registry's an object that no
+                # reply named.
                 self.running = rid
                 if rid in self.cancelled:
-                    raise KeyboardInterrupt
+                    return cancelled_before_it_ran(rid)
                 result = self.runner.run(compiled, args)
             else:
                 target = msg.get("target")
@@ -368,7 +368,7 @@ class Worker:
                     return {"t": "err", "id": rid, "kind": "protocol", "message": "call needs a target and kwargs"}
                 self.running = rid
                 if rid in self.cancelled:
-                    raise KeyboardInterrupt
+                    return cancelled_before_it_ran(rid)
                 result = Runner.resolve(target)(*args, **kwargs)
         except HandleNotFound as e:
             return {"t": "err", "id": rid, "kind": "handle", "handle": e.handle, "message": str(e)}
@@ -402,7 +402,7 @@ class Worker:
         self.running = rid  # the generator is user code: a cancel interrupts it (see `execute`)
         try:
             if rid in self.cancelled:
-                raise KeyboardInterrupt
+                return cancelled_before_it_ran(rid)
             for _ in range(n):
                 items.append(self.runner.next_item(iterator))
         except (StopIteration, StopAsyncIteration):
