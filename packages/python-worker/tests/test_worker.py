@@ -226,6 +226,24 @@ def test_a_malformed_control_frame_ends_the_worker_with_a_message():
         w.close()
 
 
+def test_a_storm_of_cancels_loses_none(worker: WorkerProcess):
+    # 300 cancels, each with its SIGINT, while one drop sleeps: signals coalesce and come while
+    # the handler reads, which must read the channel until it is empty every time.
+    worker.send_all(
+        [
+            {"t": "run", "id": 1, "hash": "nap", "code": "import time\ntime.sleep(0.5)\nreturn 'slept'", "args": [], "mode": "value"},
+            {"t": "run", "id": 2, "hash": "one", "code": "return 1", "args": [], "mode": "value"},
+            *({"t": "run", "id": rid, "hash": "one", "args": [], "mode": "value"} for rid in range(3, 303)),
+        ]
+    )
+    for rid in range(2, 302):
+        worker.cancel(rid)
+    assert worker.recv()["value"] == "slept"
+    for rid in range(2, 302):
+        assert worker.recv() == {"t": "err", "id": rid, "kind": "interrupted", "message": "cancelled before it ran"}
+    assert worker.recv()["value"] == 1  # 302, never cancelled
+
+
 def test_a_late_cancel_does_not_hit_the_next_request(worker: WorkerProcess):
     assert worker.run(1, "return 1")["value"] == 1
     worker.cancel(1)
