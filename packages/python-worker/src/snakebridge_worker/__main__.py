@@ -31,6 +31,8 @@ PR_SET_PDEATHSIG = 1
 QUICK = 50e-6
 HOLD_FOR = 200e-6
 TOOK_ENTRIES = 4096
+# At most this many cancels are kept for requests not seen yet (see `Worker.cancel`).
+CANCELS_KEPT = 4096
 # The messages that are requests: each gets a reply.
 REQUESTS = ("run", "call", "pull")
 
@@ -134,9 +136,9 @@ class Worker:
         self.writer = writer
         self.registry = Registry()
         self.runner = Runner()
-        # The running request's id, and the ids cancelled (see `on_sigint`).
+        # The running request's id, and the ids cancelled, oldest first (see `on_sigint`).
         self.running: int | None = None
-        self.cancelled: set[int] = set()
+        self.cancelled: dict[int, None] = {}
         self.control = FrameReader(chunk=4096)
         self.reading_cancels = False
         self.cancels_again = False
@@ -278,7 +280,7 @@ class Worker:
                     msg = codec.decode(body)
                     if not (isinstance(msg, dict) and msg.get("t") == "cancel"):
                         raise codec.DecodeError(f"unexpected message: {msg!r:.80}")
-                    self.cancelled.add(msg.get("id"))
+                    self.cancel(msg.get("id"))
             except BlockingIOError:
                 return
             except OSError:
@@ -286,6 +288,16 @@ class Worker:
             except (FrameError, codec.DecodeError) as e:
                 sys.stderr.write(f"snakebridge worker: protocol error on the control channel: {e}\n")
                 os._exit(2)
+
+    def cancel(self, rid: Any) -> None:
+        """Records a cancel until its request comes. One that raced its reply names a request that
+        is gone and stays: once `CANCELS_KEPT` are kept, the oldest half leave, so those never pile
+        up (the cancels of requests still queued are among the last few)."""
+        cancelled = self.cancelled
+        cancelled[rid] = None
+        if len(cancelled) > CANCELS_KEPT:
+            for old in list(cancelled)[: len(cancelled) // 2]:
+                del cancelled[old]
 
     def watch_control(self, fd: int) -> None:
         """On a thread of its own: exits when the control channel ends (the parent is gone or
@@ -316,7 +328,7 @@ class Worker:
             self.running = None
             reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
         if self.cancelled:
-            self.cancelled.discard(rid)
+            self.cancelled.pop(rid, None)
         self.reply(reply, lent, hold)
 
     def handle_other(self, msg: dict[str, Any], t: Any, rid: Any) -> None:
