@@ -323,9 +323,9 @@ class Worker:
         try:
             reply = self.execute(msg, rid)
         except KeyboardInterrupt:
-            # Raised only while the request's own code runs (`running` is set just around it): the
-            # worker's bookkeeping before and after it is never cut short.
-            self.running = None
+            # Raised only while the request's own code runs (`running` is set just around it, and
+            # `execute` and `pull` clear it on the way out): the worker's bookkeeping before and
+            # after it is never cut short.
             reply = {"t": "err", "id": rid, "kind": "interrupted", "message": "interrupted"}
         if self.cancelled:
             self.cancelled.pop(rid, None)
