@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { cpuMeter, latencyRep, type LatencyRep, nowUs } from "./stats.js"
+import { cpuMeter, latencyRep, type LatencyRep, nowUs, type ThroughputRep } from "./stats.js"
 
 const ECHO_SCRIPT = fileURLToPath(new URL("./floor_echo.py", import.meta.url))
 
@@ -126,12 +126,37 @@ export class FloorPeer {
   }
 
   send(body: Buffer) {
-    this.input.write(frame(body))
+    this.write(frame(body))
+  }
+
+  private wrote = false
+  private corked = false
+
+  /**
+   * The workers' write policy (spawner.ts): the first frame of a tick of the event loop leaves
+   * at once, the ones after it in the same tick together on the next, in one system call. A
+   * reply's callback corks the channel for its whole batch itself (`onData`).
+   */
+  private write(bytes: Buffer) {
+    if (!this.wrote) {
+      this.wrote = true
+      process.nextTick(() => {
+        this.wrote = false
+        if (this.corked) {
+          this.corked = false
+          this.input.uncork()
+        }
+      })
+    } else if (!this.corked) {
+      this.corked = true
+      this.input.cork()
+    }
+    this.input.write(bytes)
   }
 
   /** Writes bytes that are already framed. */
   sendFramed(bytes: Buffer) {
-    this.input.write(bytes)
+    this.write(bytes)
   }
 
   /** Feeds every reply to `onFrame` from now on, and the death of the process (at once if it is dead) to `onFailure`. */
@@ -224,11 +249,12 @@ export const sequentialExecJson = async (peer: FloorPeer, n: number, budgetMs: n
   return latencyRep(samples, nowUs() - start, cpu(samples.length))
 }
 
-/** `total` tiny messages with `inFlight` outstanding at all times; messages per second. */
-export const pipelined = async (peer: FloorPeer, total: number, inFlight: number, timeoutMs: number): Promise<number> => {
+/** `total` tiny messages with `inFlight` outstanding at all times: messages per second, and the CPU per message. */
+export const pipelined = async (peer: FloorPeer, total: number, inFlight: number, timeoutMs: number): Promise<ThroughputRep> => {
   let sent = 0
   let received = 0
   const start = nowUs()
+  const cpu = cpuMeter(peer.pid)
   await peer.exchange(
     () => {
       for (; sent < Math.min(inFlight, total); sent++) peer.send(tinyBody(sent))
@@ -241,7 +267,7 @@ export const pipelined = async (peer: FloorPeer, total: number, inFlight: number
     timeoutMs,
     "floor pipelined"
   )
-  return (total / (nowUs() - start)) * 1e6
+  return { perSecond: (total / (nowUs() - start)) * 1e6, ...cpu(total) }
 }
 
 const MiB = 1024 * 1024

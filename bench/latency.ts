@@ -7,7 +7,7 @@ import type { Python } from "@snakebridge/core"
 import type { Effect } from "effect"
 import * as floor from "./floor.js"
 import * as sb from "./snakebridge.js"
-import type { LatencyRep } from "./stats.js"
+import type { LatencyRep, ThroughputRep } from "./stats.js"
 
 /** Where figures go: one number per repetition under a name, and notes for the table. */
 export class Samples {
@@ -38,6 +38,13 @@ export class Samples {
     if (rep.pythonCpuUs !== undefined && Number.isFinite(rep.pythonCpuUs)) this.record(`${name}.pythonCpu`, rep.pythonCpuUs)
     if (rep.nodeGcUs !== undefined) this.record(`${name}.nodeGc`, rep.nodeGcUs)
     this.checkCount(label, rep.count, wanted)
+  }
+
+  /** A pipelined loop's rate under `name`, and its CPU per operation. */
+  throughput(name: string, rep: ThroughputRep): void {
+    this.record(name, rep.perSecond)
+    this.record(`${name}.nodeCpu`, rep.nodeCpuUs)
+    if (Number.isFinite(rep.pythonCpuUs)) this.record(`${name}.pythonCpu`, rep.pythonCpuUs)
   }
 }
 

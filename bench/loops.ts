@@ -1,6 +1,6 @@
 /** The two loop shapes every Effect measurement here takes: one at a time, and `Effect.forEach` with many in flight. */
 import { Effect } from "effect"
-import { cpuMeter, latencyRep, type LatencyRep, nowUs } from "./stats.js"
+import { cpuMeter, latencyRep, type LatencyRep, nowUs, type ThroughputRep } from "./stats.js"
 
 /**
  * `n` sequential runs of `make(i)` (each checked against `expected(i)`), stopping early once
@@ -28,10 +28,19 @@ export const sequential = <E, R>(
     return latencyRep(samples, nowUs() - start, cpu(samples.length))
   })
 
-/** `total` runs of `make(i)` through `Effect.forEach` with `concurrency` in flight; runs per second. */
-export const pipelined = <E, R>(make: (i: number) => Effect.Effect<unknown, E, R>, total: number, concurrency: number) =>
+/**
+ * `total` runs of `make(i)` through `Effect.forEach` with `concurrency` in flight: runs per
+ * second, and the CPU per run of this process and of the Python processes `pids`.
+ */
+export const pipelined = <E, R>(
+  pids: ReadonlyArray<number>,
+  make: (i: number) => Effect.Effect<unknown, E, R>,
+  total: number,
+  concurrency: number
+): Effect.Effect<ThroughputRep, E, R> =>
   Effect.gen(function* () {
     const start = nowUs()
+    const cpu = cpuMeter(...pids)
     yield* Effect.forEach(Array.from({ length: total }, (_, i) => i), make, { concurrency, discard: true })
-    return (total / (nowUs() - start)) * 1e6
+    return { perSecond: (total / (nowUs() - start)) * 1e6, ...cpu(total) }
   })

@@ -72,7 +72,8 @@ const config = quick
       floorSeq: 20_000,
       floorPipelined: 200_000,
       sbSeq: 8_000,
-      sbPipelined: 20_000,
+      // Long enough for the workers' CPU, read from /proc in 10 ms ticks, to a few per cent.
+      sbPipelined: 60_000,
       sbPipelinedOne: 8_000,
       handleCycles: 100_000,
       bulkBytes: 64 * floor.MiB,
@@ -141,7 +142,9 @@ const floorRep = async () => {
   try {
     await floorSequentials(samples, latencyConfig, peer, "floor")
     await floor.pipelined(peer, config.warmup * 10, 64, TIMEOUT_MS)
-    record("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
+    samples.throughput("floor.pipelined", await floor.pipelined(peer, config.floorPipelined, 64, TIMEOUT_MS))
+    // Node's one thread for each drop at half that rate: what the pipelined target leaves it.
+    record("floor.halfRateNodeBudget", 2e6 / samples.values.get("floor.pipelined")!.at(-1)!)
     // The same round trips through Effect: what an Effect program pays before any library.
     const roundTrip = effectFloor.channel(peer)
     const runEffect = <A>(label: string, effect: Effect.Effect<A, Error>) =>
@@ -149,8 +152,11 @@ const floorRep = async () => {
     await runEffect("Effect floor warm-up", effectFloor.sequential(peer, roundTrip, config.warmup * 2, BUDGET_MS))
     const viaEffect = await runEffect("Effect floor", effectFloor.sequential(peer, roundTrip, config.floorSeq, BUDGET_MS))
     samples.latency("floor.effect", viaEffect, "Effect floor", config.floorSeq)
-    await runEffect("Effect floor warm-up", loops.pipelined(roundTrip, config.warmup * 10, 64))
-    record("floor.effectPipelined", await runEffect("Effect floor pipelined", loops.pipelined(roundTrip, config.floorPipelined, 64)))
+    await runEffect("Effect floor warm-up", loops.pipelined([peer.pid], roundTrip, config.warmup * 10, 64))
+    samples.throughput(
+      "floor.effectPipelined",
+      await runEffect("Effect floor pipelined", loops.pipelined([peer.pid], roundTrip, config.floorPipelined, 64))
+    )
     record("floor.bulkIn", await floor.bulkToPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     record("floor.bulkOut", await floor.bulkFromPython(peer, config.bulkBytes, floor.MiB, TIMEOUT_MS))
     // The floor's round trip of the same bytes: there and back, one after the other.
@@ -229,7 +235,7 @@ const sbRep = async () => {
     record("sb.arrow.out", arrow.outRate)
     record("sb.arrow.roundTrip", arrow.roundTrip)
     await run("warm-up", sb.pipelined(config.warmup, 64))
-    record("sb.pipelinedOne", await run("pipelined, 1 worker", sb.pipelined(config.sbPipelinedOne, 64)))
+    samples.throughput("sb.pipelinedOne", await run("pipelined, 1 worker", sb.pipelined(config.sbPipelinedOne, 64)))
   } finally {
     await one.dispose()
   }
@@ -258,7 +264,7 @@ const sbRep = async () => {
   const piped = sb.runtime({ python, concurrency: 64 })
   try {
     await sb.run(piped, sb.pipelined(config.warmup, 64), TIMEOUT_MS, "warm-up")
-    record("sb.pipelinedOne64", await sb.run(piped, sb.pipelined(config.sbPipelinedOne, 64), TIMEOUT_MS, "pipelined"))
+    samples.throughput("sb.pipelinedOne64", await sb.run(piped, sb.pipelined(config.sbPipelinedOne, 64), TIMEOUT_MS, "pipelined"))
   } finally {
     await piped.dispose()
   }
@@ -266,7 +272,7 @@ const sbRep = async () => {
   const pool = sb.runtime({ python, workers: 2, concurrency: 32 })
   try {
     await sb.run(pool, sb.pipelined(config.warmup * 2, 64), TIMEOUT_MS, "warm-up")
-    record("sb.pipelined", await sb.run(pool, sb.pipelined(config.sbPipelined, 64), TIMEOUT_MS, "pipelined"))
+    samples.throughput("sb.pipelined", await sb.run(pool, sb.pipelined(config.sbPipelined, 64), TIMEOUT_MS, "pipelined"))
   } finally {
     await pool.dispose()
   }
@@ -414,7 +420,19 @@ const floorRatios: ReadonlyArray<readonly [string, string, string, string]> = [
     "floor.pipelined",
     "the most pipelined drops through `Effect.forEach` could reach, one core for Node"
   ],
-  ["pool of 2 pipelined drops/s / floor through `Effect.forEach` msg/s", "sb.pipelined", "floor.effectPipelined", "vs. the Effect floor, higher is better"]
+  ["pool of 2 pipelined drops/s / floor through `Effect.forEach` msg/s", "sb.pipelined", "floor.effectPipelined", "vs. the Effect floor, higher is better"],
+  [
+    "floor through `Effect.forEach`, Node's CPU per message / Node's time per drop at half the floor's pipelined rate",
+    "floor.effectPipelined.nodeCpu",
+    "floor.halfRateNodeBudget",
+    "above 1: `Effect.forEach` alone takes more of Node's thread than that rate leaves a drop"
+  ],
+  [
+    "pool of 2 pipelined, Node's CPU per drop / Node's time per drop at half the floor's pipelined rate",
+    "sb.pipelined.nodeCpu",
+    "floor.halfRateNodeBudget",
+    "the same for the pool"
+  ]
 ]
 
 /** A figure's cell: median, then min – max. */
@@ -485,7 +503,12 @@ const placedSection =
       ...([
         ["trivial drop calls/s / pythonia calls/s", "sb.drop.rate", "pythonia", "trivial call, sequential", false, "higher is better"],
         ["pythonia p99 / trivial drop p99", "sb.drop.p99", "pythonia", "trivial call, p99", true, "higher is better"],
-        ["trivial drop p50 / python-shell p50", "sb.drop.p50", "python-shell (JSON)", "trivial call `x + 1`, p50", false, "lower is better"]
+        ["trivial drop p50 / python-shell p50", "sb.drop.p50", "python-shell (JSON)", "trivial call `x + 1`, p50", false, "lower is better"],
+        ["floor calls/s / pythonia calls/s", "floor.seq.rate", "pythonia", "trivial call, sequential", false, "the bare channel: a ceiling"],
+        ["floor exec+JSON calls/s / pythonia calls/s", "floor.exec.rate", "pythonia", "trivial call, sequential", false, "the channel running code: a ceiling"],
+        ["pythonia p99 / floor p99", "floor.seq.p99", "pythonia", "trivial call, p99", true, "the bare channel's tail: a ceiling"],
+        ["pythonia p99 / floor exec+JSON p99", "floor.exec.p99", "pythonia", "trivial call, p99", true, "the channel running code: a ceiling"],
+        ["floor exec+JSON p50 / python-shell p50", "floor.exec.p50", "python-shell (JSON)", "trivial call `x + 1`, p50", false, "the channel running code"]
       ] as const).map(([label, sbName, name, fig, peerOver, meaning]) =>
         `| ${label} | ${placedPeerRatio(two.key, sbName, name, fig, peerOver)} | ${placedPeerRatio(one.key, sbName, name, fig, peerOver)} | ${meaning} |`
       ),
@@ -533,11 +556,16 @@ const lines = [
   row("+ cached exec and JSON, Node's CPU per round trip", "µs", get("floor.exec.nodeCpu")),
   row("+ cached exec and JSON, the echo process's CPU per round trip", "µs", get("floor.exec.pythonCpu")),
   row("pipelined, 64 in flight", "msg/s", get("floor.pipelined")),
+  row("pipelined, Node's CPU per message", "µs", get("floor.pipelined.nodeCpu")),
+  row("pipelined, the echo process's CPU per message", "µs", get("floor.pipelined.pythonCpu")),
+  row("half the pipelined rate: Node's time per message at that rate", "µs", get("floor.halfRateNodeBudget")),
   row("through Effect (`Effect.async` per round trip, a Schema decoding the echo), sequential, p50", "µs", get("floor.effect.p50")),
   row("through Effect, p99", "µs", get("floor.effect.p99")),
   row("through Effect, sequential", "calls/s", get("floor.effect.rate")),
   row("through Effect, Node's CPU per round trip", "µs", get("floor.effect.nodeCpu")),
   row("through Effect, pipelined: `Effect.forEach`, 64 in flight", "msg/s", get("floor.effectPipelined")),
+  row("through Effect, pipelined, Node's CPU per message", "µs", get("floor.effectPipelined.nodeCpu")),
+  row("through Effect, pipelined, the echo process's CPU per message", "µs", get("floor.effectPipelined.pythonCpu")),
   row(`bulk Node → Python, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkIn")),
   row(`bulk Python → Node, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkOut")),
   row(`bulk round trip, ${bulkMiB} MiB there then back (from the two above)`, "MB/s", get("floor.bulkRoundTrip")),
@@ -565,6 +593,8 @@ const lines = [
   row("drop with a handle argument, p99", "µs", get("sb.hdrop.p99")),
   row("drop with a handle argument, sequential", "calls/s", get("sb.hdrop.rate")),
   row("pipelined drops, 2 workers × concurrency 32, forEach 64", "drops/s", get("sb.pipelined")),
+  row("the same, Node's CPU per drop", "µs", get("sb.pipelined.nodeCpu")),
+  row("the same, the two workers' CPU per drop", "µs", get("sb.pipelined.pythonCpu")),
   row("pipelined drops, 1 worker × concurrency 1, forEach 64", "drops/s", get("sb.pipelinedOne")),
   row("pipelined drops, 1 worker × concurrency 64, forEach 64", "drops/s", get("sb.pipelinedOne64")),
   row(`bulk Node → Python, ${bulkMiB} MiB \`Uint8Array\` argument (shared memory), first`, "MB/s", get("sb.bulkIn")),
@@ -612,6 +642,7 @@ const lines = [
   peerRatio("floor calls/s / pythonia calls/s", get("floor.seq.rate").median, peer("pythonia", "trivial call, sequential")?.median, "the bare channel, no code run: a ceiling"),
   peerRatio("floor exec+JSON calls/s / pythonia calls/s", get("floor.exec.rate").median, peer("pythonia", "trivial call, sequential")?.median, "the channel running code, no library"),
   peerRatio("pythonia p99 / floor p99", peer("pythonia", "trivial call, p99")?.median, get("floor.seq.p99").median, "the bare channel's tail: a ceiling"),
+  peerRatio("pythonia p99 / floor exec+JSON p99", peer("pythonia", "trivial call, p99")?.median, get("floor.exec.p99").median, "the channel running code: a ceiling"),
   peerRatio("floor exec+JSON p50 / python-shell p50", get("floor.exec.p50").median, peer("python-shell (JSON)", "trivial call `x + 1`, p50")?.median, "the channel running code, no library"),
   peerRatio(
     "trivial drop p50 / node-calls-python async p50",

@@ -55,8 +55,9 @@ export const sequentialHandleDrop = (n: number, budgetMs: number) =>
     })
   )
 
-/** `total` trivial drops through `Effect.forEach` with `concurrency` in flight; drops per second. */
-export const pipelined = (total: number, concurrency: number) => loops.pipelined(inc, total, concurrency)
+/** `total` trivial drops through `Effect.forEach` with `concurrency` in flight, over every worker of the pool. */
+export const pipelined = (total: number, concurrency: number) =>
+  Effect.flatMap(Python.workers, (workers) => loops.pipelined(workers.map((w) => w.pid), inc, total, concurrency))
 
 export interface HandleCycles {
   readonly millis: number

@@ -70,8 +70,13 @@ export const latencyRep = (samplesUs: ReadonlyArray<number>, totalUs: number, cp
   ...cpu
 })
 
+/** A pipelined loop: operations per second, and the CPU each took (see `CpuPerOp`). */
+export interface ThroughputRep extends CpuPerOp {
+  readonly perSecond: number
+}
+
 /**
- * CPU time per operation, in µs: this Node process's, and the Python process's at the other end;
+ * CPU time per operation, in µs: this Node process's, and the Python processes' at the other end;
  * and the time this process spent paused in garbage collection per operation.
  */
 export interface CpuPerOp {
@@ -94,22 +99,23 @@ const processCpuUs = (pid: number): number => {
   }
 }
 
-/** Starts measuring CPU time of this process and the Python process `pid`; the result divides by `ops`. */
-export const cpuMeter = (pid: number) => {
+/** Starts measuring CPU time of this process and the Python processes `pids`; the result divides by `ops`. */
+export const cpuMeter = (...pids: ReadonlyArray<number>) => {
   let pausedMs = 0
   const gc = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) pausedMs += entry.duration
   })
   gc.observe({ entryTypes: ["gc"] })
   const node = process.cpuUsage()
-  const python = processCpuUs(pid)
+  const pythonCpuUs = () => pids.reduce((sum, pid) => sum + processCpuUs(pid), 0)
+  const python = pythonCpuUs()
   return (ops: number): CpuPerOp => {
     const used = process.cpuUsage(node)
     for (const entry of gc.takeRecords()) pausedMs += entry.duration
     gc.disconnect()
     return {
       nodeCpuUs: (used.user + used.system) / ops,
-      pythonCpuUs: (processCpuUs(pid) - python) / ops,
+      pythonCpuUs: (pythonCpuUs() - python) / ops,
       nodeGcUs: (pausedMs * 1e3) / ops
     }
   }
