@@ -46,6 +46,9 @@ export class FloorPeer {
   private onFrame: (body: Buffer) => void = () => {}
   private failure: Error | undefined
   private onFailure: (error: Error) => void = () => {}
+  // Whether this tick of the event loop has written, and whether it corked the channel (`write`).
+  private wrote = false
+  private corked = false
   readonly exited: Promise<void>
 
   get pid(): number {
@@ -128,9 +131,6 @@ export class FloorPeer {
   send(body: Buffer) {
     this.write(frame(body))
   }
-
-  private wrote = false
-  private corked = false
 
   /**
    * The workers' write policy (spawner.ts): the first frame of a tick of the event loop leaves
