@@ -27,6 +27,7 @@ import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as arrays from "./arrays.js"
+import * as effect4Floor from "./effect4Floor.js"
 import * as effectFloor from "./effectFloor.js"
 import { dropAndCall, floorSequentials, type LatencyConfig, type Run, Samples } from "./latency.js"
 import * as floor from "./floor.js"
@@ -346,6 +347,16 @@ for (const [key, result] of placedPeers) {
   const at = fixed.placements.find((p) => p.key === key)!
   peerFailures.push(...result.failures.map((f) => ({ ...f, what: `${f.what} (${at.label})` })))
 }
+log("effect 4 floor: install (first run only) and measure")
+const effect4 = effect4Floor.measureApart({
+  python,
+  reps: config.reps,
+  total: config.floorPipelined,
+  warmup: config.warmup * 10,
+  timeoutMs: TIMEOUT_MS
+})
+for (const [name, values] of Object.entries(effect4.samples)) for (const value of values) record(name, value)
+if (effect4.failure !== undefined) note(`the Effect floor on effect 4: ${effect4.failure}`)
 const elapsedS = (nowUs() - began) / 1e6
 
 // ---------------------------------------------------------------------------------------
@@ -432,6 +443,12 @@ const floorRatios: ReadonlyArray<readonly [string, string, string, string]> = [
     "sb.pipelined.nodeCpu",
     "floor.halfRateNodeBudget",
     "the same for the pool"
+  ],
+  [
+    "floor through effect 4's `Effect.forEach` msg/s / the bare floor's msg/s in its process",
+    "effect4.effectPipelined",
+    "effect4.floorPipelined",
+    "what effect 4 would allow; the packages are on effect 3"
   ]
 ]
 
@@ -566,6 +583,9 @@ const lines = [
   row("through Effect, pipelined: `Effect.forEach`, 64 in flight", "msg/s", get("floor.effectPipelined")),
   row("through Effect, pipelined, Node's CPU per message", "µs", get("floor.effectPipelined.nodeCpu")),
   row("through Effect, pipelined, the echo process's CPU per message", "µs", get("floor.effectPipelined.pythonCpu")),
+  row("through effect 4 (`bench/effect4`, a process of its own), pipelined, 64 in flight", "msg/s", get("effect4.effectPipelined")),
+  row("through effect 4, pipelined, Node's CPU per message", "µs", get("effect4.effectPipelined.nodeCpu")),
+  row("the bare floor in that process, pipelined", "msg/s", get("effect4.floorPipelined")),
   row(`bulk Node → Python, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkIn")),
   row(`bulk Python → Node, ${bulkMiB} MiB in 1 MiB frames`, "MB/s", get("floor.bulkOut")),
   row(`bulk round trip, ${bulkMiB} MiB there then back (from the two above)`, "MB/s", get("floor.bulkRoundTrip")),
