@@ -5,34 +5,15 @@
  * shape (`Effect.gen`); `loops.pipelined` drives it as the pool is driven (`Effect.forEach`).
  */
 import { Effect, Schema } from "effect"
-import { type FloorPeer, tinyBody } from "./floor.js"
+import { correlated, type FloorPeer } from "./floor.js"
 import * as loops from "./loops.js"
 
 const decode = Schema.decodeUnknown(Schema.Number)
 
 /** Round trips on `peer` as Effects, correlated by the number each carries (set up once per peer). */
 export const channel = (peer: FloorPeer): ((i: number) => Effect.Effect<number, Error>) => {
-  const waiting = new Map<number, (echo: Effect.Effect<number, Error>) => void>()
-  peer.listen(
-    (body) => {
-      const id = body.readUInt32BE(4)
-      const resume = waiting.get(id)
-      waiting.delete(id)
-      resume?.(Effect.succeed(id))
-    },
-    (error) => {
-      for (const resume of waiting.values()) resume(Effect.fail(error))
-      waiting.clear()
-    }
-  )
-  return (i) =>
-    Effect.flatMap(
-      Effect.async<number, Error>((resume) => {
-        waiting.set(i >>> 0, resume)
-        peer.send(tinyBody(i))
-      }),
-      decode
-    )
+  const send = correlated<Effect.Effect<number, Error>>(peer, Effect.succeed, Effect.fail)
+  return (i) => Effect.flatMap(Effect.async<number, Error>((resume) => send(i, resume)), decode)
 }
 
 /** `n` sequential round trips as Effects, stopping early once `budgetMs` is spent. */

@@ -215,6 +215,32 @@ export const tinyBody = (i: number): Buffer => {
   return b
 }
 
+/**
+ * Tiny round trips on `peer` matched to their callers by the number each carries, for a loop that
+ * keeps many in flight: `send(i, resume)` sends `i`, and its echo calls `resume` with `ok(i)`;
+ * the death of the process calls every waiting `resume` with `failed(error)`. The Effect floors
+ * (effectFloor.ts, effect4/floor4.ts) wrap it in the `Effect` of their effect major.
+ */
+export const correlated = <R>(peer: FloorPeer, ok: (i: number) => R, failed: (error: Error) => R) => {
+  const waiting = new Map<number, (result: R) => void>()
+  peer.listen(
+    (body) => {
+      const id = body.readUInt32BE(4)
+      const resume = waiting.get(id)
+      waiting.delete(id)
+      resume?.(ok(id))
+    },
+    (error) => {
+      for (const resume of waiting.values()) resume(failed(error))
+      waiting.clear()
+    }
+  )
+  return (i: number, resume: (result: R) => void): void => {
+    waiting.set(i >>> 0, resume)
+    peer.send(tinyBody(i))
+  }
+}
+
 /** Sequential tiny round trips: latency of each, and the rate over the loop. */
 export const sequential = async (peer: FloorPeer, n: number, budgetMs: number): Promise<LatencyRep> => {
   const samples: Array<number> = []

@@ -26,27 +26,8 @@ const record = (name: string, value: number) => (samples[name] ??= []).push(valu
 
 /** Round trips on `peer` as Effects, correlated by the number each carries. */
 const channel = (peer: floor.FloorPeer) => {
-  const waiting = new Map<number, (echo: Effect.Effect<number, Error>) => void>()
-  peer.listen(
-    (body) => {
-      const id = body.readUInt32BE(4)
-      const resume = waiting.get(id)
-      waiting.delete(id)
-      resume?.(Effect.succeed(id))
-    },
-    (error) => {
-      for (const resume of waiting.values()) resume(Effect.fail(error))
-      waiting.clear()
-    }
-  )
-  return (i: number) =>
-    Effect.flatMap(
-      Effect.callback<number, Error>((resume) => {
-        waiting.set(i >>> 0, resume)
-        peer.send(floor.tinyBody(i))
-      }),
-      decode
-    )
+  const send = floor.correlated<Effect.Effect<number, Error>>(peer, Effect.succeed, Effect.fail)
+  return (i: number) => Effect.flatMap(Effect.callback<number, Error>((resume) => send(i, resume)), decode)
 }
 
 const pipelined = (pid: number, roundTrip: (i: number) => Effect.Effect<unknown, unknown>, total: number) =>
