@@ -4,9 +4,10 @@
  * measured in a process of its own (effect4/floor4.ts), which drives its own echo bare and then
  * through `Effect.forEach`, so that each of its ratios is within one process.
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { firstLines, npm } from "./peers/peers.js"
 
 const DIR = fileURLToPath(new URL("./effect4/", import.meta.url))
 
@@ -24,16 +25,10 @@ export interface Effect4Results {
   readonly failure?: string
 }
 
-const firstLine = (text: string): string => text.split("\n").map((l) => l.trim()).find((l) => l !== "" && !l.startsWith("npm warn"))?.slice(0, 300) ?? ""
-
 export const measureApart = (options: Effect4Options): Effect4Results => {
   if (!existsSync(`${DIR}node_modules/.package-lock.json`)) {
-    try {
-      execFileSync("npm", ["ci", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: DIR, stdio: ["ignore", "pipe", "pipe"], timeout: 300_000 })
-    } catch (e) {
-      const err = e as { stderr?: Buffer; message: string }
-      return { samples: {}, failure: `install: ${firstLine(err.stderr?.toString() || err.message)}` }
-    }
+    const reason = npm(["ci", "--ignore-scripts"], DIR)
+    if (reason !== undefined) return { samples: {}, failure: `install: ${reason}` }
   }
   const child = spawnSync(process.execPath, [...process.execArgv, `${DIR}floor4.ts`, "--options", JSON.stringify(options)], {
     encoding: "utf8",
@@ -42,7 +37,7 @@ export const measureApart = (options: Effect4Options): Effect4Results => {
   const last = (child.stdout ?? "").split("\n").filter((l) => l.startsWith("{")).at(-1)
   if (child.status !== 0 || last === undefined) {
     const how = child.signal !== null ? `died of ${child.signal}` : `exited with ${child.status}`
-    return { samples: {}, failure: `its process ${how}: ${firstLine(child.stderr ?? "")}` }
+    return { samples: {}, failure: `its process ${how}: ${firstLines(child.stderr ?? "")}` }
   }
   return JSON.parse(last) as Effect4Results
 }

@@ -56,7 +56,8 @@ export interface PeerOptions {
   readonly placement?: Placement | undefined
 }
 
-const firstLines = (e: unknown): string =>
+/** The first lines of an error or a process's output, without npm's warnings: a reason for the report. */
+export const firstLines = (e: unknown): string =>
   (e instanceof Error ? e.message : String(e))
     .split("\n")
     .map((l) => l.trim())
@@ -74,10 +75,11 @@ const nodeHeaders = (): Record<string, string> => {
   return existsSync(path.join(prefix, "include", "node", "node_api.h")) ? { npm_config_nodedir: prefix } : {}
 }
 
-const npm = (args: ReadonlyArray<string>): string | undefined => {
+/** Runs npm in `cwd`; undefined if it succeeded, else why it failed. */
+export const npm = (args: ReadonlyArray<string>, cwd = HERE): string | undefined => {
   try {
     execFileSync("npm", [...args, "--no-audit", "--no-fund"], {
-      cwd: HERE,
+      cwd,
       env: { ...process.env, ...nodeHeaders() },
       stdio: ["ignore", "pipe", "pipe"],
       encoding: "utf8",
